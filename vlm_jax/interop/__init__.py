@@ -1,0 +1,1 @@
+"""vlm_jax.interop"""

@@ -1,0 +1,150 @@
+"""Streaming access to Hugging Face safetensors checkpoints and checked assignment into NNX modules.
+
+Only safetensors are read (never pickle). Tensors are read one at a time, so converting a 7B model
+never holds two full copies in host memory. Key names are normalised across the three naming
+schemes transformers uses (``spec/parity.md`` §1.3):
+
+* hub / v4:        ``vision_tower.vision_model.encoder…``, ``language_model.model.layers…``,
+                   ``language_model.lm_head.weight``
+* v5 in memory:    ``model.vision_tower.encoder…``, ``model.language_model.layers…``, ``lm_head.weight``
+* v5 on disk:      ``vision_tower.encoder…``, ``language_model.model.layers…``, ``language_model.lm_head.weight``
+
+The canonical form is the v5 on-disk one; tower loaders receive a :class:`TensorSource` view with
+their prefix stripped (vision: ``encoder.layers.0…``; LLM: ``model.layers.0…``, ``lm_head.weight``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+_VLM_TOP = ("vision_tower.", "language_model.", "multi_modal_projector.", "image_newline")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not match the model: missing, unexpected or mis-shaped tensors."""
+
+
+def canonical_key(key: str) -> str:
+    """Normalise a transformers state-dict key to the v5 on-disk naming."""
+    if key.startswith("model.") and key[len("model."):].startswith(_VLM_TOP):
+        key = key[len("model."):]
+        if key.startswith("language_model.") and not key.startswith(("language_model.model.",
+                                                                      "language_model.lm_head.")):
+            key = "language_model.model." + key[len("language_model."):]
+    elif key == "lm_head.weight" or key.startswith("lm_head."):
+        pass  # standalone causal LM, or resolved by VLM readers via ``vlm=True``
+    if key.startswith("vision_tower.vision_model."):
+        key = "vision_tower." + key[len("vision_tower.vision_model."):]
+    if key.startswith("vision_model."):
+        key = key[len("vision_model."):]
+    return key
+
+
+def _read_header(path: str) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
+
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64,
+           "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+class TensorSource:
+    """Read-only, lazy mapping ``canonical key -> np.ndarray`` over one or more safetensors files.
+
+    Tracks which keys were read so :meth:`check_all_used` can report unexpected tensors.
+    """
+
+    def __init__(self, entries: dict[str, tuple[str, dict]], prefix: str = "", used: set | None = None):
+        self._entries = entries  # full canonical key -> (file, header entry)
+        self._prefix = prefix
+        self._used = set() if used is None else used
+
+    @classmethod
+    def open(cls, path: str, *, vlm: bool = False) -> "TensorSource":
+        """Open a ``save_pretrained`` directory (single or sharded) or one ``.safetensors`` file.
+
+        ``vlm=True`` maps a top-level ``lm_head.*`` (v5 in-memory naming) to ``language_model.lm_head.*``.
+        """
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
+        else:
+            files = [path]
+        if not files:
+            raise CheckpointError(f"no .safetensors files in {path} (pickle checkpoints are not read)")
+        entries: dict[str, tuple[str, dict]] = {}
+        for f in files:
+            header = _read_header(f)
+            offset = 8 + struct.unpack("<Q", open(f, "rb").read(8))[0]
+            for k, meta in header.items():
+                if k == "__metadata__":
+                    continue
+                key = canonical_key(k)
+                if vlm and key.startswith("lm_head."):
+                    key = "language_model." + key
+                if key in entries:
+                    raise CheckpointError(f"tensor {key!r} appears twice (as {k!r} in {f})")
+                entries[key] = (f, dict(meta, base=offset))
+        return cls(entries)
+
+    def sub(self, prefix: str) -> "TensorSource":
+        """A view of the keys under ``prefix`` (given relative to this view)."""
+        return TensorSource(self._entries, self._prefix + prefix, self._used)
+
+    def keys(self) -> list[str]:
+        p = self._prefix
+        return sorted(k[len(p):] for k in self._entries if k.startswith(p))
+
+    def __contains__(self, key: str) -> bool:
+        return self._prefix + key in self._entries
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._entry(key)[1]["shape"])
+
+    def _entry(self, key: str):
+        full = self._prefix + key
+        if full not in self._entries:
+            raise CheckpointError(f"missing tensor {full!r} in checkpoint")
+        return self._entries[full]
+
+    def get(self, key: str, dtype=np.float32) -> np.ndarray:
+        """Read one tensor (memory-mapped slice of the file) as ``dtype``."""
+        f, meta = self._entry(key)
+        self._used.add(self._prefix + key)
+        start, end = meta["data_offsets"]
+        raw = np.memmap(f, dtype=np.uint8, mode="r", offset=meta["base"] + start, shape=(end - start,))
+        arr = np.frombuffer(raw, dtype=_DTYPES[meta["dtype"]]).reshape(meta["shape"])
+        return arr.astype(dtype) if dtype is not None else np.array(arr)
+
+    def stacked(self, fmt: str, n: int, transform: Callable[[np.ndarray], np.ndarray] = lambda a: a,
+                dtype=np.float32) -> np.ndarray:
+        """``[n, ...]`` stack of ``transform(get(fmt.format(i)))`` for layers ``i < n``."""
+        return np.stack([transform(self.get(fmt.format(i), dtype)) for i in range(n)])
+
+    def check_all_used(self, ignore: Iterable[str] = ()) -> None:
+        """Raise if any tensor under this view's prefix was never read (unexpected tensors)."""
+        p = self._prefix
+        left = [k for k in self._entries if k.startswith(p) and k not in self._used
+                and not any(k[len(p):].startswith(i) for i in ignore)]
+        if left:
+            raise CheckpointError(f"{len(left)} unexpected tensors in checkpoint, e.g. {sorted(left)[:5]}")
+
+
+def assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:
+    """Set ``variable`` to ``value`` after checking the shape; keeps the variable's dtype/sharding."""
+    target = variable[...]
+    if tuple(value.shape) != tuple(target.shape):
+        raise CheckpointError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape {tuple(target.shape)}")
+    sharding = getattr(target, "sharding", None)
+    arr = jnp.asarray(value, dtype=target.dtype)
+    variable[...] = jax.device_put(arr, sharding) if sharding is not None else arr

@@ -1,0 +1,1 @@
+"""Shared layers: dense/embedding/norms, the attention entry point, stacked (scanned) layers."""
