@@ -1,0 +1,108 @@
+"""Laying out visual tokens for the LLM with static shapes: flat, LLaVA-NeXT anyres unpad + newline,
+and the scatter of visual tokens into the text embeddings at ``image_slots``.
+
+All layouts produce ``tokens [B, V, D]`` plus ``valid [B, V]`` with the valid tokens *first* (a
+prefix), so the i-th image slot of an example takes the i-th visual token. Token counts are pure
+integer functions usable on the host (numpy / Python ints, for building prompts) and on device (jnp).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def flat_tokens(tokens: jax.Array, tile_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Tiles in view order, concatenated: ``[B, N, T, D]`` → ``[B, N·T, D]``, ``valid [B, N·T]``.
+
+    Padded tiles sit at the end of each example (``vlm_jax.tiling.pad_views``), so valid tokens are a prefix.
+    """
+    b, n, t, d = tokens.shape
+    valid = jnp.repeat(tile_mask, t, axis=1)
+    return tokens.reshape(b, n * t, d), valid
+
+
+def anyres_geometry(grid_rows, grid_cols, orig_h, orig_w, side: int):
+    """Unpadded feature-map geometry of LLaVA-NeXT (spec/methods.md §2.2 step 3; HF ``unpad_image``).
+
+    Works elementwise on Python ints, numpy or jnp integer arrays. The grid map is
+    ``(rows·side) × (cols·side)``; returns ``(kept_rows, kept_cols, row_offset, col_offset)``. Integer
+    cross-multiplication reproduces HF's float comparisons exactly for all realistic sizes.
+    """
+    cur_h, cur_w = grid_rows * side, grid_cols * side
+    wider = orig_w * cur_h > cur_w * orig_h  # original aspect ratio > current aspect ratio
+    pad_h = (cur_h - (orig_h * cur_w) // orig_w) // 2
+    pad_w = (cur_w - (orig_w * cur_h) // orig_h) // 2
+    if isinstance(wider, (bool, np.bool_)):
+        return (cur_h - 2 * pad_h, cur_w, pad_h, 0) if wider else (cur_h, cur_w - 2 * pad_w, 0, pad_w)
+    where = jnp.where if isinstance(wider, jax.Array) else np.where
+    zero = 0 * cur_h
+    return (where(wider, cur_h - 2 * pad_h, cur_h), where(wider, cur_w, cur_w - 2 * pad_w),
+            where(wider, pad_h, zero), where(wider, zero, pad_w))
+
+
+def anyres_num_tokens(grid_rows: int, grid_cols: int, orig_h: int, orig_w: int, side: int,
+                      newline: bool = True) -> int:
+    """Visual tokens of one LLaVA-NeXT image: ``side²`` base tokens + unpadded grid (+ a newline per row)."""
+    rows, cols, _, _ = anyres_geometry(grid_rows, grid_cols, orig_h, orig_w, side)
+    return int(side * side + rows * (cols + int(newline)))
+
+
+def anyres_capacity(max_views: int, side: int) -> int:
+    """Static token capacity for any grid with at most ``max_views - 1`` tiles (one view is the base)."""
+    best = 0
+    for r in range(1, max_views):
+        c = (max_views - 1) // r
+        best = max(best, r * side * (c * side + 1))
+    return side * side + best
+
+
+def anyres_tokens(tokens: jax.Array, grid: jax.Array, orig_size: jax.Array, newline: jax.Array | None,
+                  side: int, capacity: int) -> tuple[jax.Array, jax.Array]:
+    """LLaVA-NeXT ``spatial_unpad`` layout with static shapes.
+
+    Args:
+      tokens: ``[B, N, side², D]`` per-view tokens, view 0 the global (base) image, views ``1..`` the grid
+        tiles in row-major order.
+      grid: ``int [B, 2]`` (rows, cols); orig_size: ``int [B, 2]`` (height, width).
+      newline: ``[D]`` learned ``image_newline`` appended after every row, or None.
+      capacity: static output length (see :func:`anyres_capacity`).
+    Returns: ``tokens [B, capacity, D]`` (base tokens, then the unpadded map row by row) and ``valid``.
+    """
+    b, n, t, d = tokens.shape
+    rows_g, cols_g = grid[:, 0:1], grid[:, 1:2]
+    kept_r, kept_c, off_r, off_c = anyres_geometry(rows_g, cols_g, orig_size[:, 0:1], orig_size[:, 1:2], side)
+    k = jnp.arange(capacity)[None, :]
+    j = k - t
+    width = kept_c + (1 if newline is not None else 0)
+    row, col = j // width, j % width
+    src_r, src_c = row + off_r, col + off_c
+    tile = 1 + (src_r // side) * cols_g + src_c // side
+    flat = jnp.where(k < t, k, tile * t + (src_r % side) * side + src_c % side)
+    is_grid = (k >= t) & (row < kept_r)
+    is_newline = is_grid & (col == kept_c)
+    valid = (k < t) | is_grid
+    flat = jnp.clip(jnp.where(valid & ~is_newline, flat, 0), 0, n * t - 1)
+    out = jnp.take_along_axis(tokens.reshape(b, n * t, d), flat[..., None], axis=1)
+    if newline is not None:
+        out = jnp.where(is_newline[..., None], newline.astype(out.dtype), out)
+    out = jnp.where(valid[..., None], out, 0)
+    return out, valid
+
+
+def scatter_visual(embeds: jax.Array, image_slots: jax.Array, visual: jax.Array,
+                   visual_valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Put the i-th valid visual token into the i-th image slot of each example.
+
+    Args: ``embeds [B, L, D]`` text embeddings; ``image_slots bool [B, L]``; ``visual [B, V, D]`` with
+      ``visual_valid [B, V]`` a prefix mask.
+    Returns: new embeddings and ``filled [B, L]`` — image slots that received a token. Slots beyond the
+      number of valid visual tokens (e.g. after text-guided selection) are not filled; the caller masks them.
+    """
+    rank = jnp.cumsum(image_slots, axis=1) - 1
+    n_vis = visual_valid.sum(axis=1, keepdims=True)
+    idx = jnp.clip(rank, 0, visual.shape[1] - 1)
+    gathered = jnp.take_along_axis(visual, idx[..., None], axis=1).astype(embeds.dtype)
+    filled = image_slots & (rank < n_vis)
+    return jnp.where(filled[..., None], gathered, embeds), filled
