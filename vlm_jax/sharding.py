@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -179,3 +179,15 @@ def use_mesh(mesh: Mesh):
     """Make ``mesh`` the ambient mesh so :func:`constrain` takes effect."""
     with jax.set_mesh(mesh):
         yield mesh
+
+
+def init_sharded(make: Callable[[], nnx.Module], mesh: Mesh):
+    """Create a module's parameters directly sharded: shapes from ``nnx.eval_shape``, values from
+    ``jax.jit(out_shardings=...)``, so no device ever holds the whole model.
+
+    Returns ``(graphdef, state, shardings)``.
+    """
+    graphdef, abstract = nnx.split(nnx.eval_shape(make))
+    shardings = state_shardings(abstract, mesh)
+    state = jax.jit(lambda: nnx.split(make())[1], out_shardings=shardings)()
+    return graphdef, state, shardings

@@ -1,0 +1,93 @@
+"""Stage recipes as data: which parameters train, at which learning rate, for how many steps.
+
+A recipe is a list of stages (spec/methods.md §5.3 INF-LLaVA, §6.5 SliME alternating, LLaVA two-stage):
+
+    dict(name="align", steps=2000, train=["projector/.*"], lr=1e-3, warmup=0.03,
+         lr_scale={"projector/.*": 1.0}, data="pretrain")
+
+``train`` is a list of regular expressions matched (``re.fullmatch``) against ``/``-joined parameter
+paths such as ``llm/layers/attn/q/kernel``; parameters matching none are frozen: they get no gradient
+and no optimizer state. ``lr_scale`` multiplies the stage learning rate for matching groups (first
+match wins). A pattern that matches no parameter is an error (a typo must not silently freeze a model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    steps: int
+    train: tuple[str, ...]
+    lr: float
+    warmup: float = 0.03
+    lr_scale: tuple[tuple[str, float], ...] = ()
+    data: str = "default"
+    options: tuple[tuple[str, Any], ...] = ()  # stage-specific model switches (e.g. SliME γ)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Stage":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown stage keys {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        d["train"] = tuple(d.get("train", ()))
+        d["lr_scale"] = tuple(dict(d.get("lr_scale", {})).items())
+        d["options"] = tuple(dict(d.get("options", {})).items())
+        if d["steps"] <= 0:
+            raise ValueError(f"stage {d['name']!r}: steps must be positive")
+        return cls(**d)
+
+
+def parse_recipe(stages: Sequence[Mapping[str, Any]]) -> list[Stage]:
+    if not stages:
+        raise ValueError("a recipe needs at least one stage")
+    return [Stage.from_dict(s) for s in stages]
+
+
+def path_str(path: Sequence[Any]) -> str:
+    """``("llm", "layers", "q", "kernel")`` or a jax key path → ``"llm/layers/q/kernel"``."""
+    return "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path
+                    if not isinstance(p, jax.tree_util.GetAttrKey))
+
+
+def trainable_filter(stage: Stage, state: nnx.State):
+    """An ``nnx`` filter ``(path, value) -> bool`` for the stage's trainable parameters.
+
+    Raises if a pattern of ``stage.train`` or ``stage.lr_scale`` matches no parameter of ``state``.
+    """
+    patterns = [re.compile(p) for p in stage.train]
+    paths = [path_str(p) for p, _ in nnx.to_flat_state(state)]
+    for pat in patterns + [re.compile(p) for p, _ in stage.lr_scale]:
+        if not any(pat.fullmatch(p) for p in paths):
+            raise ValueError(f"stage {stage.name!r}: pattern {pat.pattern!r} matches no parameter; "
+                             f"examples of paths: {paths[:6]}")
+
+    def is_trainable(path, _value) -> bool:
+        s = path_str(path)
+        return any(p.fullmatch(s) for p in patterns)
+
+    return is_trainable
+
+
+def lr_labels(stage: Stage, trainable: nnx.State) -> Any:
+    """Pytree of group labels (``"g0"``, ``"g1"``… by ``lr_scale`` entry, ``"base"`` otherwise)."""
+    scales = [(re.compile(p), i) for i, (p, _) in enumerate(stage.lr_scale)]
+
+    def label(path, _leaf):
+        s = path_str(path)
+        for pat, i in scales:
+            if pat.fullmatch(s):
+                return f"g{i}"
+        return "base"
+
+    return jax.tree_util.tree_map_with_path(label, trainable)

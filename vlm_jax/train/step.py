@@ -1,0 +1,69 @@
+"""The train state and the one jitted train step (functional NNX: merge inside, return new state).
+
+Only the stage's trainable parameters are differentiated and have optimizer state; the frozen ones
+ride along. Gradient accumulation splits the batch into ``accum`` micro-batches scanned inside the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from vlm_jax.train.loss import next_token_loss
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    """``step`` int32 scalar; ``trainable`` / ``frozen`` NNX states; ``opt_state`` over ``trainable``."""
+
+    step: jax.Array
+    trainable: nnx.State
+    frozen: nnx.State
+    opt_state: Any
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *,
+                    z_loss: float = 0.0, accum: int = 1) -> Callable:
+    """``step(state, batch) -> (state, metrics)``; jit it with explicit shardings (``vlm_jax.train.loop``)."""
+
+    def summed_loss(trainable, frozen, batch):
+        model = nnx.merge(graphdef, trainable, frozen)
+        logits = model(batch)
+        loss, aux = next_token_loss(logits, batch["tokens"], batch["loss_mask"] & batch["valid"], z_loss)
+        n = jnp.maximum(aux["tokens"], 1.0)
+        return loss * n, aux
+
+    grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
+
+    def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        if accum == 1:
+            (total, aux), grads = grad_fn(state.trainable, state.frozen, batch)
+        else:
+            micro = jax.tree.map(lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), dict(batch))
+
+            def body(carry, mb):
+                (t, a), g = grad_fn(state.trainable, state.frozen, mb)
+                acc_t, acc_a, acc_g = carry
+                return (acc_t + t, jax.tree.map(jnp.add, acc_a, a), jax.tree.map(jnp.add, acc_g, g)), None
+
+            zeros = (jnp.zeros(()), {k: jnp.zeros(()) for k in ("ce", "z", "tokens", "correct")},
+                     jax.tree.map(jnp.zeros_like, state.trainable))
+            (total, aux, grads), _ = jax.lax.scan(body, zeros, micro)
+            aux = dict(aux, ce=aux["ce"] / accum, z=aux["z"] / accum)
+        n = jnp.maximum(aux["tokens"], 1.0)
+        grads = jax.tree.map(lambda g: g / n, grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+        trainable = optax.apply_updates(state.trainable, updates)
+        metrics = {"loss": total / n, "ce": aux["ce"], "tokens": aux["tokens"],
+                   "accuracy": aux["correct"] / n, "grad_norm": optax.global_norm(grads),
+                   "param_norm": optax.global_norm(trainable)}
+        return TrainState(state.step + 1, trainable, state.frozen, opt_state), metrics
+
+    return step
