@@ -81,6 +81,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: Attent
     """
     if implementation == "auto":
         implementation = default_implementation()
+    if implementation == "splash" and mask is not None and mask.causal and q.shape[1] != k.shape[1]:
+        implementation = "xla"  # KV-cache decoding (T != S): the kernel's causal mask is by index
     if implementation == "splash":
         from vlm_jax.nn import splash  # TPU-only kernel; imported lazily
 
