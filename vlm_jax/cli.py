@@ -1,0 +1,95 @@
+"""``vlm-jax <command> [flags]``: train | tiles | convert-data.
+
+    vlm-jax train --config=configs/tiny_entitygrid.py --workdir=/tmp/run [--config.train.log_every=10]
+    vlm-jax tiles --image=photo.jpg --kind=internvl [--tile=448 --max_tiles=12]
+    vlm-jax convert-data --json=train.json --image_root=images/ --out=shards/ --num_shards=8
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:args]).")
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, caches).")
+flags.DEFINE_string("image", None, "tiles: image file to plan.")
+flags.DEFINE_string("kind", "internvl", "tiles: planner kind (internvl, anyres, uhd, dual).")
+flags.DEFINE_integer("tile", 448, "tiles: tile size in pixels.")
+flags.DEFINE_integer("max_tiles", 12, "tiles: InternVL maximum tiles.")
+flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/JSONL.")
+flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to.")
+flags.DEFINE_string("out", None, "convert-data: output folder.")
+flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
+FLAGS = flags.FLAGS
+
+
+def _require(*names: str) -> None:
+    missing = [n for n in names if getattr(FLAGS, n) is None]
+    if missing:
+        raise app.UsageError(f"missing flags: {', '.join('--' + n for n in missing)}")
+
+
+def cmd_train() -> None:
+    _require("config", "workdir")
+    from vlm_jax.train.loop import train
+
+    scores = train(_CONFIG.value, FLAGS.workdir)
+    print(json.dumps(scores, indent=1, default=float))
+    if "position" in scores:
+        print(f"\nheld-out EntityGrid-QA accuracy: position {scores['position']['all']:.3f}, "
+              f"recognition {scores['recognition']['all']:.3f}, counting {scores['counting']['all']:.3f}, "
+              f"overall {scores['overall']:.3f}")
+
+
+def cmd_tiles() -> None:
+    _require("image")
+    from vlm_jax import tiling
+
+    with open(FLAGS.image, "rb") as f:
+        image = tiling.load_image(f.read())
+    h, w = image.shape[:2]
+    if FLAGS.kind == "internvl":
+        layout = tiling.plan_internvl(h, w, tile=FLAGS.tile, max_tiles=FLAGS.max_tiles)
+    elif FLAGS.kind == "uhd":
+        layout = tiling.plan_uhd(h, w, tile=FLAGS.tile)
+    elif FLAGS.kind == "dual":
+        layout = tiling.plan_dual(h, w, tile=FLAGS.tile)
+    elif FLAGS.kind == "anyres":
+        t = FLAGS.tile
+        layout = tiling.plan_anyres(h, w, tile=t, pinpoints=[[t, 2 * t], [2 * t, t], [2 * t, 2 * t], [3 * t, t],
+                                                             [t, 3 * t]])
+    else:
+        raise app.UsageError(f"unknown --kind={FLAGS.kind}")
+    print(layout)
+    print(f"{layout.num_views} views of {layout.tile}x{layout.tile} px from a {h}x{w} image")
+
+
+def cmd_convert_data() -> None:
+    _require("json", "image_root", "out")
+    from vlm_jax.data.convert import convert_llava_json
+
+    paths = convert_llava_json(FLAGS.json, FLAGS.image_root, FLAGS.out, num_shards=FLAGS.num_shards)
+    print("\n".join(paths))
+
+
+COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"usage: vlm-jax <{'|'.join(COMMANDS)}> [flags]")
+    if len(argv) > 2:
+        raise app.UsageError(f"unexpected arguments {argv[2:]}")
+    logging.set_verbosity(logging.INFO)
+    COMMANDS[argv[1]]()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,162 @@
+"""The trainer, readable top to bottom: mesh → data → model (sharded init) → per recipe stage:
+trainable/frozen split, optimizer, jitted step, loop with logging / checkpoints → final evaluation.
+
+Run it with ``vlm-jax train --config=configs/<preset>.py --workdir=DIR``. A run resumes from the newest
+checkpoint in ``DIR/checkpoints`` and continues bit-for-bit (same batches, same updates).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from vlm_jax import sharding
+from vlm_jax.checkpoint import Checkpointer, make_meta
+from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
+from vlm_jax.data.processor import ImageProcessor
+from vlm_jax.data.templates import answer_stop_ids
+from vlm_jax.evaluate.teacher_forced import evaluate_entitygrid
+from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.train.logger import MetricsLogger
+from vlm_jax.train.optimizer import make_optimizer
+from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
+from vlm_jax.train.step import TrainState, make_train_step
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Loss or gradient norm became NaN/Inf; the last good checkpoint is left intact."""
+
+
+def batch_sharding(mesh) -> NamedSharding:
+    return NamedSharding(mesh, sharding.logical_to_spec(("act_batch",), None, mesh))
+
+
+def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """Per-host numpy batch → global arrays sharded over the batch axes of the mesh."""
+    def put(x):
+        spec = sharding.logical_to_spec(("act_batch",) + (None,) * (x.ndim - 1),
+                                        (x.shape[0] * jax.process_count(),) + x.shape[1:], mesh)
+        return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+
+    return {k: put(v) for k, v in local.items()}
+
+
+def stage_bounds(recipe: list[Stage]) -> list[tuple[int, int]]:
+    ends = np.cumsum([s.steps for s in recipe]).tolist()
+    return list(zip([0] + ends[:-1], ends))
+
+
+def _abstract(tree, shardings):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int):
+    """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded."""
+    model = nnx.merge(graphdef, params)
+    graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, params), ...)
+    optimizer = make_optimizer(stage, trainable, **opt_kw)
+    opt_state = jax.jit(optimizer.init)(trainable)
+    state = TrainState(jnp.asarray(step, jnp.int32), trainable, frozen, opt_state)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    return graphdef, optimizer, state, shardings
+
+
+def train(config, workdir: str) -> dict[str, Any]:
+    """Train ``config`` in ``workdir``; returns the final evaluation scores (or the last train metrics)."""
+    tcfg, dcfg = config.train, config.data
+    os.makedirs(workdir, exist_ok=True)
+
+    # ---- mesh, model config, data ------------------------------------------------------------------
+    mesh = sharding.mesh_from_config(config.mesh)
+    model_cfg = VLMConfig.from_dict(config.model.to_dict())
+    tokenizer = build_tokenizer(dcfg, os.path.join(workdir, "cache"))
+    if tokenizer.vocab_size > model_cfg.llm.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} pieces > model vocab {model_cfg.llm.vocab_size}")
+    if tokenizer.image_token_id != model_cfg.image_token_id:
+        raise ValueError(f"model image_token_id={model_cfg.image_token_id} but the tokenizer's <image> id is "
+                         f"{tokenizer.image_token_id}")
+    processor = ImageProcessor(dcfg.tiling.to_dict(), model_cfg)
+    data_iter = iter(build_train_dataset(dcfg.to_dict(), processor, tokenizer, tcfg.seed))
+    recipe = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in tcfg.recipe])
+    bounds = stage_bounds(recipe)
+    total_steps = bounds[-1][1]
+    global_bs = dcfg.batch_size * jax.process_count()
+    if global_bs % tcfg.accum:
+        raise ValueError(f"batch size {global_bs} is not divisible by accum={tcfg.accum}")
+
+    # ---- model: abstract shapes → sharded parameters -----------------------------------------------
+    graphdef, params, param_shardings = sharding.init_sharded(
+        lambda: VLM(model_cfg, rngs=nnx.Rngs(tcfg.seed)), mesh)
+    sharding.check_sharded(params, param_shardings, mesh, tcfg.get("max_replicated"))
+    n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+    logging.info("model: %s parameters on mesh %s", f"{n_params:,}", dict(mesh.shape))
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
+    resume = ckpt.latest_step() or 0
+    logger = MetricsLogger(workdir, total_steps, resume, peak_flops=tcfg.get("peak_flops"))
+    opt_kw = dict(weight_decay=tcfg.weight_decay, grad_clip=tcfg.grad_clip)
+    metrics_host: dict[str, float] = {}
+
+    # ---- recipe stages ----------------------------------------------------------------------------
+    for stage, (first, last) in zip(recipe, bounds):
+        if resume > last:  # finished earlier; a later stage's checkpoint holds all parameters
+            continue
+        start = max(first, resume)
+        graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start)
+        if resume > first:
+            state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=dcfg.to_dict(),
+                                 allow_data_change=tcfg.get("allow_data_change", False))
+            logging.info("resumed from step %d (stage %s)", resume, stage.name)
+        step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum),
+                          in_shardings=(state_sh, batch_sharding(mesh)), out_shardings=(state_sh, None),
+                          donate_argnums=(0,))
+        with sharding.use_mesh(mesh):
+            for step in range(start, last):
+                batch = global_batch(next(data_iter), mesh)
+                state, metrics = step_fn(state, batch)
+                done = step + 1
+                logger.advance()
+                if done % tcfg.log_every == 0 or done == last:
+                    metrics_host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    if not (math.isfinite(metrics_host["loss"]) and math.isfinite(metrics_host["grad_norm"])):
+                        ckpt.wait()
+                        raise NonFiniteLoss(f"non-finite loss/grad at step {done} ({metrics_host}); the last "
+                                            f"good checkpoint is step {ckpt.latest_step()}")
+                    stats = getattr(data_iter, "stats", None)
+                    extra = {f"skipped_{k}": v for k, v in stats.skipped.items()} if stats else {}
+                    logger.log(done, {**metrics_host, **extra}, examples=global_bs,
+                               tokens=int(metrics_host["tokens"]))
+                if done % tcfg.ckpt_every == 0 or done == last:
+                    ckpt.save(done, state, data_iter, make_meta(config.to_dict(), dcfg.to_dict(), stage.name))
+        params = nnx.split(nnx.merge(graphdef, state.trainable, state.frozen))[1]
+        resume = last
+    ckpt.wait()
+    logger.close()
+
+    # ---- final evaluation -------------------------------------------------------------------------
+    if "eval_source" not in dcfg:
+        return metrics_host
+    model_graph, model_state = nnx.split(nnx.merge(graphdef, params))
+
+    @jax.jit
+    def forward(state, batch):
+        return nnx.merge(model_graph, state)(batch).argmax(-1)
+
+    with sharding.use_mesh(mesh):
+        scores = evaluate_entitygrid(lambda b: forward(model_state, global_batch(b, mesh)),
+                                     build_source(dcfg.eval_source.to_dict()), processor=processor,
+                                     tokenizer=tokenizer, template=dcfg.template, batch_size=dcfg.batch_size,
+                                     seq_buckets=list(dcfg.seq_buckets),
+                                     stop_ids=answer_stop_ids(tokenizer, dcfg.template))
+    logging.info("eval: %s", scores)
+    return scores
+
