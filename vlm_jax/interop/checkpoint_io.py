@@ -141,10 +141,13 @@ class TensorSource:
 
 
 def assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:
-    """Set ``variable`` to ``value`` after checking the shape; keeps the variable's dtype/sharding."""
-    target = variable[...]
+    """Set ``variable`` to ``value`` after checking the shape; keeps the variable's dtype/sharding.
+
+    ``variable`` may be abstract (``nnx.eval_shape``): big models are filled without a random init.
+    """
+    target = variable.get_value()
     if tuple(value.shape) != tuple(target.shape):
         raise CheckpointError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape {tuple(target.shape)}")
     sharding = getattr(target, "sharding", None)
     arr = jnp.asarray(value, dtype=target.dtype)
-    variable[...] = jax.device_put(arr, sharding) if sharding is not None else arr
+    variable.set_value(jax.device_put(arr, sharding) if sharding is not None else arr)
