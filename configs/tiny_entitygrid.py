@@ -37,7 +37,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         seed=0,
         recipe=[dict(name="scratch", steps=steps, train=[".*"], lr=2e-3, warmup=0.05)],
         z_loss=1e-4, grad_clip=1.0, weight_decay=0.01, accum=1,
-        log_every=50, ckpt_every=500, keep=2, max_replicated=None, allow_data_change=False,
+        log_every=50, ckpt_every=500, keep=2, keep_every=None,
+        max_replicated=None,  # fail at start-up if more than this fraction of parameter bytes is replicated
+        allow_data_change=False,  # resume even if the data config differs from the checkpoint's
+        stop_at=None,  # end this run after step N (time-sliced / preemptible jobs); the next run resumes
+        peak_flops=None,  # per-device peak FLOP/s for the MFU metric
     )
     c.mesh = dict(data=-1, fsdp=1, tensor=1)
     return c

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, make_meta
@@ -58,13 +58,17 @@ def _abstract(tree, shardings):
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int):
-    """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded."""
+def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int, mesh):
+    """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded
+    like the parameters (GSPMD propagates the parameter shardings through ``optimizer.init``)."""
     model = nnx.merge(graphdef, params)
     graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, params), ...)
     optimizer = make_optimizer(stage, trainable, **opt_kw)
     opt_state = jax.jit(optimizer.init)(trainable)
     state = TrainState(jnp.asarray(step, jnp.int32), trainable, frozen, opt_state)
+    replicated = NamedSharding(mesh, P())
+    state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated),
+                         state)
     shardings = jax.tree.map(lambda x: x.sharding, state)
     return graphdef, optimizer, state, shardings
 
@@ -111,7 +115,7 @@ def train(config, workdir: str) -> dict[str, Any]:
         if resume > last:  # finished earlier; a later stage's checkpoint holds all parameters
             continue
         start = max(first, resume)
-        graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start)
+        graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start, mesh)
         if resume > first:
             state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=dcfg.to_dict(),
                                  allow_data_change=tcfg.get("allow_data_change", False))
@@ -119,8 +123,9 @@ def train(config, workdir: str) -> dict[str, Any]:
         step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum),
                           in_shardings=(state_sh, batch_sharding(mesh)), out_shardings=(state_sh, None),
                           donate_argnums=(0,))
+        stop = last if tcfg.get("stop_at") is None else min(last, tcfg.stop_at)
         with sharding.use_mesh(mesh):
-            for step in range(start, last):
+            for step in range(start, stop):
                 batch = global_batch(next(data_iter), mesh)
                 state, metrics = step_fn(state, batch)
                 done = step + 1
@@ -135,15 +140,19 @@ def train(config, workdir: str) -> dict[str, Any]:
                     extra = {f"skipped_{k}": v for k, v in stats.skipped.items()} if stats else {}
                     logger.log(done, {**metrics_host, **extra}, examples=global_bs,
                                tokens=int(metrics_host["tokens"]))
-                if done % tcfg.ckpt_every == 0 or done == last:
+                if done % tcfg.ckpt_every == 0 or done == stop:
                     ckpt.save(done, state, data_iter, make_meta(config.to_dict(), dcfg.to_dict(), stage.name))
         params = nnx.split(nnx.merge(graphdef, state.trainable, state.frozen))[1]
+        if stop < last:  # a time-sliced run (``train.stop_at``): the next run resumes from here
+            ckpt.wait()
+            logger.close()
+            return metrics_host
         resume = last
     ckpt.wait()
     logger.close()
 
     # ---- final evaluation -------------------------------------------------------------------------
-    if "eval_source" not in dcfg:
+    if not dcfg.get("eval_source"):
         return metrics_host
     model_graph, model_state = nnx.split(nnx.merge(graphdef, params))
 
