@@ -1,0 +1,150 @@
+"""SliME's perceiver resampler (Qwen-VL style), spec/methods.md §6.3 and §6.4 step 1.
+
+``g²`` learnable queries cross-attend once to the vision tokens of a view:
+
+    out = ln_post(MHA(ln_q(Q) + pos_q, ln_kv(x) + pos_k, ln_kv(x)))
+
+``pos_q`` is a fixed 2-D sin-cos table on the ``g × g`` query grid; ``pos_k`` is that table bicubic-
+interpolated (PyTorch ``F.interpolate(mode="bicubic", align_corners=False)``) onto the key grid; the values
+carry no position. There is no key projection (``kv_dim == embed_dim``) and no output projection. The MHA is
+``torch.nn.MultiheadAttention``: q/k/v in-projections with biases, an out-projection with bias.
+The position tables are constants computed on the host (numpy), not parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vlm_jax.hires.slime.config import ResamplerConfig
+from vlm_jax.nn.attention import dot_product_attention
+from vlm_jax.nn.layers import Dense, LayerNorm
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """``[M]`` positions → ``[M, dim]``: ``sin(p·ω)`` then ``cos(p·ω)``, ``ω_i = 10000^(-i/(dim/2))``.
+
+    Computed in float32 as the reference code does.
+    """
+    omega = np.arange(dim // 2, dtype=np.float32) / np.float32(dim / 2)
+    omega = np.float32(1.0) / np.float32(10000.0) ** omega
+    angles = positions.reshape(-1).astype(np.float32)[:, None] * omega[None, :]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_2d(dim: int, grid: int) -> np.ndarray:
+    """Fixed 2-D table ``[grid², dim]`` in row-major (row, col) order.
+
+    [code] The first ``dim/2`` channels encode the *column* index and the last ``dim/2`` the row index
+    (the reference builds ``np.meshgrid(w, h)``, "w goes first").
+    """
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos position embedding needs dim % 4 == 0, got {dim}")
+    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    return np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
+
+
+def cubic_weight(s: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """Keys cubic convolution kernel with PyTorch's ``a = -0.75``."""
+    s = np.abs(s)
+    near = ((a + 2) * s - (a + 3)) * s * s + 1
+    far = ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+    return np.where(s <= 1, near, np.where(s < 2, far, 0.0))
+
+
+def bicubic_matrix(src: int, dst: int) -> np.ndarray:
+    """``[dst, src]`` linear map of 1-D bicubic resizing, ``align_corners=False``, border indices clamped
+    (PyTorch ``upsample_bicubic2d``: source coordinate ``(i + 0.5)·src/dst - 0.5``, not clamped at 0)."""
+    if src == dst:
+        return np.eye(src)
+    out = np.zeros((dst, src))
+    for i in range(dst):
+        x = (i + 0.5) * (src / dst) - 0.5
+        x0 = int(np.floor(x))
+        t = x - x0
+        for offset in (-1, 0, 1, 2):
+            out[i, min(max(x0 + offset, 0), src - 1)] += cubic_weight(np.float64(t - offset))
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def position_tables(dim: int, grid: int, key_hw: tuple[int, int], fp16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Query table ``[grid², dim]`` and key table ``[h·w, dim]`` (float32 arrays).
+
+    With ``fp16`` [code] the stored table is float16, and the key table is interpolated from it in float32
+    and cast back to float16.
+    """
+    table = sincos_2d(dim, grid)
+    if fp16:
+        table = table.astype(np.float16).astype(np.float32)
+    h, w = key_hw
+    keys = np.einsum("hi,wj,ijd->hwd", bicubic_matrix(grid, h), bicubic_matrix(grid, w),
+                     table.reshape(grid, grid, dim).astype(np.float64)).astype(np.float32)
+    if fp16:
+        keys = keys.astype(np.float16).astype(np.float32)
+    return table, keys.reshape(h * w, dim)
+
+
+def torch_trunc_normal(stddev: float):
+    """``torch.nn.init.trunc_normal_(std=stddev)``: normal truncated at the *absolute* bounds ±2."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return (jax.random.truncated_normal(key, -2.0 / stddev, 2.0 / stddev, shape) * stddev).astype(dtype)
+
+    return init
+
+
+# torch MHA: xavier-uniform on the fused [3E, E] in-projection, i.e. bound sqrt(6 / 4E) per [E, E] block,
+# which is variance scaling 0.5 with fan_avg on each block. out_proj keeps nn.Linear's U(±1/sqrt(E)).
+IN_PROJ_INIT = nnx.initializers.variance_scaling(0.5, "fan_avg", "uniform")
+OUT_PROJ_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+class Resampler(nnx.Module):
+    """One-layer perceiver resampler: ``x [..., P, D]`` on a ``grid_hw`` key grid → ``[..., g², D]``."""
+
+    def __init__(self, cfg: ResamplerConfig, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        if dim % cfg.num_heads:
+            raise ValueError(f"Resampler: dim {dim} not divisible by num_heads {cfg.num_heads}")
+        self.cfg, self.dim, self.dtype = cfg, dim, dtype
+        n_queries = cfg.grid * cfg.grid
+        self.query = nnx.Param(torch_trunc_normal(0.02)(rngs.params(), (n_queries, dim), param_dtype),
+                               sharding=("queries", "adapter_embed"))
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.q_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
+        self.k_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
+        self.v_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
+        self.out_proj = Dense(dim, dim, axes=("adapter_mlp", "adapter_embed"), kernel_init=OUT_PROJ_INIT, **kw)
+        norm = dict(eps=cfg.norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.ln_q, self.ln_kv, self.ln_post = LayerNorm(dim, **norm), LayerNorm(dim, **norm), LayerNorm(dim, **norm)
+
+    @property
+    def num_queries(self) -> int:
+        return self.cfg.grid * self.cfg.grid
+
+    def __call__(self, x: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
+        """``x: [..., P, D]`` with ``P = h·w`` (row-major key grid ``grid_hw = (h, w)``) → ``[..., g², D]``."""
+        *lead, p, d = x.shape
+        h, w = grid_hw
+        if p != h * w or d != self.dim:
+            raise ValueError(f"Resampler: got tokens [..., {p}, {d}], expected [..., {h}·{w}, {self.dim}]")
+        pos_q, pos_k = position_tables(self.dim, self.cfg.grid, (h, w), self.cfg.pos_fp16)
+        kv = self.ln_kv(x.reshape(-1, p, d))
+        queries = self.ln_q(self.query[...]) + jnp.asarray(pos_q, self.dtype)
+        heads, head_dim = self.cfg.num_heads, d // self.cfg.num_heads
+
+        def split(t):
+            return t.reshape(*t.shape[:-1], heads, head_dim)
+
+        q = jnp.broadcast_to(split(self.q_proj(queries)), (kv.shape[0], self.num_queries, heads, head_dim))
+        k = split(self.k_proj(kv + jnp.asarray(pos_k, self.dtype)))
+        v = split(self.v_proj(kv))
+        # g² × P cross-attention without a mask: the XLA path is right on every backend.
+        out = dot_product_attention(q, k, v, None, implementation="xla")
+        out = self.ln_post(self.out_proj(out.reshape(-1, self.num_queries, d)))
+        return out.reshape(*lead, self.num_queries, d)
