@@ -1,8 +1,10 @@
-"""``vlm-jax <command> [flags]``: train | tiles | convert-data.
+"""``vlm-jax <command> [flags]``: train | tiles | convert-data | compile.
 
     vlm-jax train --config=configs/tiny_entitygrid.py --workdir=/tmp/run [--config.train.log_every=10]
     vlm-jax tiles --image=photo.jpg --kind=internvl [--tile=448 --max_tiles=12]
     vlm-jax convert-data --json=train.json --image_root=images/ --out=shards/ --num_shards=8
+    vlm-jax compile --config=configs/internvl2_2b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
+        [--batch_size=8 --seq_len=4096]   (exit status 1 when the step does not fit)
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/J
 flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to.")
 flags.DEFINE_string("out", None, "convert-data: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
+flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
+flags.DEFINE_string("mesh", "", "compile: mesh size overrides, e.g. data=1,fsdp=8,tensor=1.")
+flags.DEFINE_integer("batch_size", None, "compile: global batch (default: the config's).")
+flags.DEFINE_integer("seq_len", None, "compile: tokens per example (default: the longest bucket).")
 FLAGS = flags.FLAGS
 
 
@@ -74,7 +80,21 @@ def cmd_convert_data() -> None:
     print("\n".join(paths))
 
 
-COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data}
+def cmd_compile() -> None:
+    _require("config", "topology")
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")  # compile-only TPU devices; no TPU backend needed
+    from vlm_jax.aot import compile_train_step, parse_mesh
+
+    report = compile_train_step(_CONFIG.value, FLAGS.topology, parse_mesh(FLAGS.mesh), FLAGS.batch_size,
+                                FLAGS.seq_len)
+    print(report.table())
+    if not report.fits:
+        raise SystemExit(1)
+
+
+COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data, "compile": cmd_compile}
 
 
 def main(argv: list[str]) -> None:

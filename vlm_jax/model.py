@@ -124,7 +124,7 @@ class VLM(nnx.Module):
                                          dtype=dtype, param_dtype=pdtype, rngs=rngs)
         d = cfg.llm.hidden_size
         self.image_newline = nnx.data(
-            nnx.Param(jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), sharding=("norm",))
+            nnx.Param(jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",))
             if cfg.layout == "anyres" else None)
         self.llm = Decoder(cfg.llm, rngs=rngs)
 

@@ -1,6 +1,6 @@
 """Mesh construction, the one logical-axis rules table, and the activation-constraint helper.
 
-Every parameter in vlm_jax carries logical axis names (``nnx.Param(..., sharding=("embed", "mlp"))``)
+Every parameter in vlm_jax carries logical axis names (``nnx.Param(..., out_sharding=("embed", "mlp"))``)
 and every large activation is constrained through :func:`constrain`. :data:`LOGICAL_AXIS_RULES` is
 the single place that maps those names to the physical mesh axes ``data``, ``fsdp``, ``tensor``
 (and ``sequence``, reserved). The vision tower has its own names (``vit_*``) so that it can be
@@ -146,7 +146,7 @@ def state_shardings(state, mesh: Mesh):
 
     def one(var):
         names = var.get_metadata().get("out_sharding") if isinstance(var, nnx.Variable) else None
-        shape = var.value.shape if isinstance(var, nnx.Variable) else var.shape
+        shape = var.get_value().shape if isinstance(var, nnx.Variable) else var.shape
         return NamedSharding(mesh, logical_to_spec(names, shape, mesh) if names else P())
 
     return jax.tree.map(one, state, is_leaf=lambda v: isinstance(v, nnx.Variable))

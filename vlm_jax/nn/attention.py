@@ -9,7 +9,7 @@ keys' groups.
 
 Implementations: ``"xla"`` (CPU, decode, reference), ``"cudnn"`` (GPU flash attention via
 ``jax.nn.dot_product_attention``), ``"splash"`` (TPU Pallas kernel inside ``shard_map``, see
-``vlm_jax.nn.splash``); ``"auto"`` picks by the default backend.
+``vlm_jax.nn.splash``); ``"auto"`` picks by the platform of the ambient mesh (or the default backend).
 """
 
 from __future__ import annotations
@@ -68,8 +68,15 @@ def causal_mask(valid: jax.Array) -> AttentionMask:
 
 
 def default_implementation() -> str:
-    backend = jax.default_backend()
-    return {"tpu": "splash", "gpu": "cudnn"}.get(backend, "xla")
+    """``"splash"`` on TPU, ``"cudnn"`` on GPU, else ``"xla"``.
+
+    The platform is the ambient mesh's device platform when a mesh is set, else the default backend:
+    an ahead-of-time compile for a TPU topology from a CPU host (``vlm_jax.aot``) thus gets splash.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh is None or mesh.empty else getattr(mesh, "abstract_device", None)
+    platform = jax.default_backend() if device is None else device.platform
+    return {"tpu": "splash", "gpu": "cudnn"}.get(platform, "xla")
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask | None, *,

@@ -26,8 +26,8 @@ class Dense(nnx.Module):
                  kernel_init: Callable = default_kernel_init, bias_init: Callable = nnx.initializers.zeros,
                  rngs: nnx.Rngs):
         self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), param_dtype),
-                                sharding=tuple(axes))
-        self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype), sharding=(axes[-1],))
+                                out_sharding=tuple(axes))
+        self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype), out_sharding=(axes[-1],))
                      if use_bias else None)
         self.dtype = dtype
 
@@ -45,7 +45,7 @@ class Embed(nnx.Module):
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         init = nnx.initializers.normal(stddev=1.0)
         self.embedding = nnx.Param(init(rngs.params(), (num_embeddings, features), param_dtype),
-                                   sharding=tuple(axes))
+                                   out_sharding=tuple(axes))
         self.dtype = dtype
 
     def __call__(self, ids: jax.Array) -> jax.Array:
@@ -60,8 +60,8 @@ class LayerNorm(nnx.Module):
 
     def __init__(self, features: int, *, eps: float = 1e-5, use_bias: bool = True, axis_name: str = "norm",
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
-        self.scale = nnx.Param(jnp.ones((features,), param_dtype), sharding=(axis_name,))
-        self.bias = nnx.Param(jnp.zeros((features,), param_dtype), sharding=(axis_name,)) if use_bias else None
+        self.scale = nnx.Param(jnp.ones((features,), param_dtype), out_sharding=(axis_name,))
+        self.bias = nnx.Param(jnp.zeros((features,), param_dtype), out_sharding=(axis_name,)) if use_bias else None
         self.eps = eps
         self.dtype = dtype
 
@@ -80,7 +80,7 @@ class RMSNorm(nnx.Module):
 
     def __init__(self, features: int, *, eps: float = 1e-6, axis_name: str = "norm",
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
-        self.scale = nnx.Param(jnp.ones((features,), param_dtype), sharding=(axis_name,))
+        self.scale = nnx.Param(jnp.ones((features,), param_dtype), out_sharding=(axis_name,))
         self.eps = eps
         self.dtype = dtype
 

@@ -77,7 +77,7 @@ class SlimeConnector(nnx.Module):
         # [inferred] learned separator, initialised like LLaVA-NeXT's image_newline (N(0, 1/D)).
         self.separator = nnx.data(
             nnx.Param(jax.random.normal(rngs.params(), (llm_dim,), param_dtype) / math.sqrt(llm_dim),
-                      sharding=("norm",))
+                      out_sharding=("norm",))
             if cfg.separator == "learned" else None)
 
     def __call__(self, feats: jax.Array, tile_mask: jax.Array, grid: jax.Array, text_embeds: jax.Array,

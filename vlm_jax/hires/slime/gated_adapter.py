@@ -37,8 +37,8 @@ class GatedGlobalAdapter(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.mlp = MLPProjector(vit_dim, llm_dim, ProjectorConfig(act=cfg.act), **kw)
         self.resampler = Resampler(cfg.global_resampler, vit_dim, **kw)
-        self.w_gate = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), sharding=("adapter_embed", None))
-        self.w_noise = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), sharding=("adapter_embed", None))
+        self.w_gate = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), out_sharding=("adapter_embed", None))
+        self.w_noise = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), out_sharding=("adapter_embed", None))
 
     def gates(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None) -> jax.Array:
         """Mixture weights ``float32 [..., P, 2]`` from the input tokens ``x [..., P, Dv]``.

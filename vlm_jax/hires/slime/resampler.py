@@ -114,7 +114,7 @@ class Resampler(nnx.Module):
         self.cfg, self.dim, self.dtype = cfg, dim, dtype
         n_queries = cfg.grid * cfg.grid
         self.query = nnx.Param(torch_trunc_normal(0.02)(rngs.params(), (n_queries, dim), param_dtype),
-                               sharding=("queries", "adapter_embed"))
+                               out_sharding=("queries", "adapter_embed"))
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.q_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
         self.k_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
