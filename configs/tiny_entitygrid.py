@@ -18,7 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     canvas, tile = 64, 32  # S = 2 t: the 2x2 cut lines cross the image centre (spec/methods.md §4.3)
 
     c.model = dict(
-        vision=presets.tiny_vision("internvit", image_size=tile, patch=4, hidden=64, layers=3),
+        vision=presets.tiny_vision("internvit", image_size=tile, patch=8, hidden=64, layers=3),
         llm=dict(presets.tiny_llm(vocab_size=512, hidden=128, layers=3), num_heads=4, num_kv_heads=2, head_dim=32),
         projector=dict(kind="internvl", downsample=0.5),
         select_layer=-1, layout="flat", max_views=5, image_token_id=4,
@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         tokenizer="",  # empty: the default vocabulary trained from the generator's texts (cached in the workdir)
         template="chatml",
         batch_size=32,
-        seq_buckets=[160, 192],
+        seq_buckets=(128, 160),
         worker_count=0,
     )
     c.train = dict(

@@ -32,7 +32,7 @@ def tiny_train_config(steps: int = 6, **train_overrides):
     c.model.llm.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, head_dim=16, mlp_dim=64)
     c.data.source.update(canvas=32, size=512)
     c.data.eval_source = None  # the final evaluation is tested in test_cli.py
-    c.data.update(batch_size=8, seq_buckets=[128])
+    c.data.update(batch_size=8, seq_buckets=(128,))
     c.train.update(log_every=1, ckpt_every=3, **train_overrides)
     return c
 

@@ -58,3 +58,38 @@ def internvl2_2b(**overrides) -> dict[str, Any]:
                 projector=dict(kind="internvl", downsample=0.5), select_layer=-1, layout="flat", max_views=13,
                 image_token_id=92546)
     return {**base, **overrides}
+
+
+# --- the four papers ---------------------------------------------------------------------------------
+
+def sleighvl_2b(**overrides) -> dict[str, Any]:
+    """SleighVL = InternVL2-2B + GSWA (spec §3.2 [inferred] sizes: d_g 1024, 2 layers, 8 heads)."""
+    return internvl2_2b(**{"gswa": dict(dim=1024, layers=2, heads=8), **overrides})
+
+
+def hires_llava_7b(**overrides) -> dict[str, Any]:
+    """HiRes-LLaVA (spec §4.2, [inferred] numbers): CLIP-L/14-336 slices (LLaVA-NeXT grids, ≤ 4 slices) + the
+    low-res global view first; SliceRestore after ViT layers 5, 11, 17 (every 6th below the selected layer -2);
+    Self-Mining 2×2 pooling (576 → 144 tokens per slice, one layer); mlp2x_gelu; Vicuna-7B."""
+    return llava_15_7b(**{"max_views": 5, "global_view": "first",
+                          "slice_restore": dict(layers=(5, 11, 17), max_rows=3, max_cols=3, heads=16, down=2),
+                          "self_mining": dict(ratio=2, depth=1, heads=16), **overrides})
+
+
+def inf_llava_8b(**overrides) -> dict[str, Any]:
+    """INF-LLaVA [336+1008] (spec §5): CLIP-L/14-336 on 9 contiguous + 9 strided crops + the low-res view,
+    DEM (official-code variant), mlp2x_gelu, Llama-3-8B."""
+    return llava_15_7b(**{"llm": _asdict(lm_presets.llama3_8b()), "max_views": 19, "dem": dict(heads=8),
+                          "image_token_id": 128256, **overrides})
+
+
+def slime_7b(**overrides) -> dict[str, Any]:
+    """SliME-7B (spec §6): CLIP-L/14-336, global adapter mixture (576 tokens) + separator + ≤ 7 slices × 144
+    selected local tokens (UHD candidate grids), Vicuna-7B."""
+    return llava_15_7b(**{"max_views": 8, "global_view": "first", "slime": dict(global_grid=24, local_grid=12),
+                          **overrides})
+
+
+def slime_8b(**overrides) -> dict[str, Any]:
+    """SliME-8B: as SliME-7B with Llama-3-8B-Instruct."""
+    return slime_7b(**{"llm": _asdict(lm_presets.llama3_8b()), "image_token_id": 128256, **overrides})

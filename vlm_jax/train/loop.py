@@ -58,6 +58,13 @@ def _abstract(tree, shardings):
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+def stage_graphdef(model_cfg: VLMConfig, stage: Stage):
+    """The model structure of a stage: ``stage.options`` override model fields (e.g. SliME's γ, stage II's
+    ``slime.local_only``); the parameter tree is the same in every stage."""
+    stage_cfg = model_cfg.with_options(dict(stage.options))
+    return nnx.split(nnx.eval_shape(lambda: VLM(stage_cfg, rngs=nnx.Rngs(0))))[0]
+
+
 def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int, mesh):
     """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded
     like the parameters (GSPMD propagates the parameter shardings through ``optimizer.init``)."""
@@ -115,12 +122,14 @@ def train(config, workdir: str) -> dict[str, Any]:
         if resume > last:  # finished earlier; a later stage's checkpoint holds all parameters
             continue
         start = max(first, resume)
+        graphdef = stage_graphdef(model_cfg, stage)
         graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start, mesh)
         if resume > first:
             state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=dcfg.to_dict(),
                                  allow_data_change=tcfg.get("allow_data_change", False))
             logging.info("resumed from step %d (stage %s)", resume, stage.name)
-        step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum),
+        step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum,
+                                          seed=tcfg.seed),
                           in_shardings=(state_sh, batch_sharding(mesh)), out_shardings=(state_sh, None),
                           donate_argnums=(0,))
         stop = last if tcfg.get("stop_at") is None else min(last, tcfg.stop_at)

@@ -30,12 +30,16 @@ class TrainState:
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *,
-                    z_loss: float = 0.0, accum: int = 1) -> Callable:
-    """``step(state, batch) -> (state, metrics)``; jit it with explicit shardings (``vlm_jax.train.loop``)."""
+                    z_loss: float = 0.0, accum: int = 1, seed: int = 0) -> Callable:
+    """``step(state, batch) -> (state, metrics)``; jit it with explicit shardings (``vlm_jax.train.loop``).
 
-    def summed_loss(trainable, frozen, batch):
+    The model runs in train mode with a key folded from ``seed`` and the step (and micro-batch) number, so a
+    resumed run draws the same noise.
+    """
+
+    def summed_loss(trainable, frozen, batch, rng):
         model = nnx.merge(graphdef, trainable, frozen)
-        logits = model(batch)
+        logits = model(batch, train=True, rng=rng)
         loss, aux = next_token_loss(logits, batch["tokens"], batch["loss_mask"] & batch["valid"], z_loss)
         n = jnp.maximum(aux["tokens"], 1.0)
         return loss * n, aux
@@ -43,13 +47,16 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
 
     def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        key = jax.random.fold_in(jax.random.key(seed), state.step)
         if accum == 1:
-            (total, aux), grads = grad_fn(state.trainable, state.frozen, batch)
+            (total, aux), grads = grad_fn(state.trainable, state.frozen, batch, key)
         else:
             micro = jax.tree.map(lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), dict(batch))
+            micro = (micro, jnp.arange(accum))
 
-            def body(carry, mb):
-                (t, a), g = grad_fn(state.trainable, state.frozen, mb)
+            def body(carry, inputs):
+                mb, i = inputs
+                (t, a), g = grad_fn(state.trainable, state.frozen, mb, jax.random.fold_in(key, i))
                 acc_t, acc_a, acc_g = carry
                 return (acc_t + t, jax.tree.map(jnp.add, acc_a, a), jax.tree.map(jnp.add, acc_g, g)), None
 
