@@ -176,3 +176,24 @@ def load_vlm_from_hf_dir(path: str, **overrides) -> VLM:
         cfg = vlm_config_from_hf(json.load(f), **overrides)
     model = nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0)))
     return load_vlm(model, TensorSource.open(path, vlm=True))
+
+
+def load_base_weights(model: VLM, path: str) -> list[str]:
+    """Start a high-res model from a released HF VLM: load the vision tower, the LLM and the projector
+    (SliME: its shared MLP expert; LLaVA-NeXT: ``image_newline``) into an initialised ``model``; the papers'
+    new modules (GSWA, SliceRestore, Self-Mining, DEM, SliME's resamplers and gate) keep their initialisation.
+
+    Returns the checkpoint parts that were loaded. Shapes must match; unexpected tensors raise.
+    """
+    source = TensorSource.open(path, vlm=True)
+    load_vit(model.vision, source.sub("vision_tower."))
+    load_decoder(model.llm, source.sub("language_model."))
+    loaded = ["vision_tower", "language_model"]
+    projector = model.projector if model.slime is None else model.slime.projector.mlp
+    _load_projector(projector, source)
+    loaded.append("multi_modal_projector")
+    if model.image_newline is not None:
+        assign(model.image_newline, source.get("image_newline"), "image_newline")
+        loaded.append("image_newline")
+    source.check_all_used(ignore=("vision_tower.", "image_newline"))
+    return loaded

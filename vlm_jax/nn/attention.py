@@ -67,16 +67,17 @@ def causal_mask(valid: jax.Array) -> AttentionMask:
     return ar_mask(jnp.ones(valid.shape, jnp.int32), valid)
 
 
-def default_implementation() -> str:
-    """``"splash"`` on TPU, ``"cudnn"`` on GPU, else ``"xla"``.
-
-    The platform is the ambient mesh's device platform when a mesh is set, else the default backend:
-    an ahead-of-time compile for a TPU topology from a CPU host (``vlm_jax.aot``) thus gets splash.
-    """
+def target_platform() -> str:
+    """The platform being compiled for: the ambient mesh's device platform when a mesh is set, else the
+    default backend. An ahead-of-time compile for a TPU topology from a CPU host (``vlm_jax.aot``) is "tpu"."""
     mesh = jax.sharding.get_abstract_mesh()
     device = None if mesh is None or mesh.empty else getattr(mesh, "abstract_device", None)
-    platform = jax.default_backend() if device is None else device.platform
-    return {"tpu": "splash", "gpu": "cudnn"}.get(platform, "xla")
+    return jax.default_backend() if device is None else device.platform
+
+
+def default_implementation() -> str:
+    """``"splash"`` on TPU, ``"cudnn"`` on GPU, else ``"xla"``."""
+    return {"tpu": "splash", "gpu": "cudnn"}.get(target_platform(), "xla")
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask | None, *,
@@ -88,8 +89,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: Attent
     """
     if implementation == "auto":
         implementation = default_implementation()
-    if implementation == "splash" and mask is not None and mask.causal and q.shape[1] != k.shape[1]:
-        implementation = "xla"  # KV-cache decoding (T != S): the kernel's causal mask is by index
+        if implementation == "splash" and mask is not None and mask.causal and q.shape[1] != k.shape[1]:
+            implementation = "xla"  # KV-cache decoding (T != S): the kernel's causal mask is by index
     if implementation == "splash":
         from vlm_jax.nn import splash  # TPU-only kernel; imported lazily
 

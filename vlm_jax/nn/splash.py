@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 from jax.sharding import PartitionSpec as P
 
-from vlm_jax.nn.attention import AttentionMask
+from vlm_jax.nn.attention import AttentionMask, target_platform
 from vlm_jax.sharding import logical_to_spec
 
 INTERPRET: bool | None = None
@@ -67,7 +67,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMa
     scale = dh ** -0.5 if scale is None else scale
     q = q * jnp.asarray(scale, q.dtype)
     mesh = _ambient_mesh()
-    interpret = _interpret(mesh) if interpret is None else interpret
+    interpret = _interpret() if interpret is None else interpret
 
     block, t_pad = _block_and_length(t)
     if mask.causal:
@@ -215,12 +215,11 @@ def _ambient_mesh():
     return mesh
 
 
-def _interpret(mesh) -> bool:
+def _interpret() -> bool:
+    """Pallas interpret mode unless compiling for TPU (``INTERPRET`` overrides)."""
     if INTERPRET is not None:
         return INTERPRET
-    device = None if mesh is None else getattr(mesh, "abstract_device", None)
-    platform = jax.default_backend() if device is None else device.platform
-    return platform != "tpu"
+    return target_platform() != "tpu"
 
 
 def _specs(mesh, batch: int, heads: int, kv_heads: int) -> tuple[P, P, P]:

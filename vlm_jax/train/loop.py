@@ -24,9 +24,10 @@ from vlm_jax.data.build import build_source, build_tokenizer, build_train_datase
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.data.templates import answer_stop_ids
 from vlm_jax.evaluate.teacher_forced import evaluate_entitygrid
+from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLM, VLMConfig
 from vlm_jax.train.logger import MetricsLogger
-from vlm_jax.train.optimizer import make_optimizer
+from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
 from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
 from vlm_jax.train.step import TrainState, make_train_step
 
@@ -67,11 +68,12 @@ def stage_graphdef(model_cfg: VLMConfig, stage: Stage):
 
 def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int, mesh):
     """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded
-    like the parameters (GSPMD propagates the parameter shardings through ``optimizer.init``)."""
+    like the parameters (``opt_state_shardings``: ``init`` never reads values, so nothing would propagate)."""
     model = nnx.merge(graphdef, params)
     graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, params), ...)
     optimizer = make_optimizer(stage, trainable, **opt_kw)
-    opt_state = jax.jit(optimizer.init)(trainable)
+    opt_sh = opt_state_shardings(jax.eval_shape(optimizer.init, trainable), trainable)
+    opt_state = jax.jit(optimizer.init, out_shardings=opt_sh)(trainable)
     state = TrainState(jnp.asarray(step, jnp.int32), trainable, frozen, opt_state)
     replicated = NamedSharding(mesh, P())
     state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated),
@@ -107,11 +109,18 @@ def train(config, workdir: str) -> dict[str, Any]:
     graphdef, params, param_shardings = sharding.init_sharded(
         lambda: VLM(model_cfg, rngs=nnx.Rngs(tcfg.seed)), mesh)
     sharding.check_sharded(params, param_shardings, mesh, tcfg.get("max_replicated"))
+    hf_dir = config.get("init", {}).get("hf_dir", "")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if hf_dir and not os.path.isdir(ckpt_dir):  # a fresh run starts from released weights
+        model = nnx.merge(graphdef, params)
+        loaded = load_base_weights(model, hf_dir)
+        params = nnx.state(model)
+        logging.info("initialised %s from %s", ", ".join(loaded), hf_dir)
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
     logging.info("model: %s parameters on mesh %s", f"{n_params:,}", dict(mesh.shape))
 
     # ---- checkpoints ------------------------------------------------------------------------------
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
+    ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
     resume = ckpt.latest_step() or 0
     logger = MetricsLogger(workdir, total_steps, resume, peak_flops=tcfg.get("peak_flops"))
     opt_kw = dict(weight_decay=tcfg.weight_decay, grad_clip=tcfg.grad_clip)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vlm_jax.train.recipe import Stage, lr_labels
 
@@ -44,3 +45,27 @@ def decay_mask(params):
         return x.ndim >= (3 if stacked else 2)
 
     return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def opt_state_shardings(opt_state, params):
+    """Shardings of an optimizer state that mirror the parameters it was made from.
+
+    ``params`` is the abstract trainable state whose leaves carry shardings. Every optimizer leaf whose
+    key path *ends with* a parameter's key path and has that parameter's shape (Adam's ``mu``/``nu``,
+    ``…mu['llm']['layers']…['kernel'].value`` ↔ ``['llm']['layers']…['kernel'].value``) takes that
+    parameter's sharding; the rest (step counts, scalars) are replicated. Matching by path rather than
+    by compiling ``optimizer.init`` is needed because ``init`` never reads parameter values, so
+    sharding propagation has nothing to propagate from (the compiled outputs land on one device).
+    """
+    by_path = {tuple(p): x for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    mesh = next(iter(by_path.values())).sharding.mesh
+
+    def one(path, leaf):
+        path = tuple(path)
+        for start in range(len(path)):
+            param = by_path.get(path[start:])
+            if param is not None and param.shape == leaf.shape:
+                return param.sharding
+        return NamedSharding(mesh, P())
+
+    return jax.tree_util.tree_map_with_path(one, opt_state)
