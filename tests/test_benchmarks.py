@@ -8,8 +8,16 @@ import os
 import pytest
 
 from vlm_jax.evaluate.benchmarks import (
-    read_chartqa, read_docvqa, read_llava_questions, read_mmbench, read_mme, read_mme_txt,
-    read_pope, read_scienceqa, read_textvqa)
+    read_chartqa,
+    read_docvqa,
+    read_llava_questions,
+    read_mmbench,
+    read_mme,
+    read_mme_txt,
+    read_pope,
+    read_scienceqa,
+    read_textvqa,
+)
 from vlm_jax.evaluate.metrics import mme_scores
 
 # The two instructions of SliME Table 6 (spec §6.5), written out here as the reference.

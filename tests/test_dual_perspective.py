@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from flax import nnx
 
 from vlm_jax.hires.dual_perspective import DEMConfig, DualPerspectiveEnhancement
-from vlm_jax.hires.dual_perspective_ops import (average_pool, bilinear_resize, merge_windows, recombine_views,
-                                                split_windows)
+from vlm_jax.hires.dual_perspective_ops import (
+    average_pool,
+    bilinear_resize,
+    merge_windows,
+    recombine_views,
+    split_windows,
+)
 from vlm_jax.sharding import init_sharded, make_mesh, use_mesh
 from vlm_jax.tiling import contiguous_crops, strided_crops
 

@@ -5,8 +5,8 @@ their colour by hue and their shape by simple geometry, and compare with the que
 they test the pixels, not the generator's own meta labels.
 """
 
-import colorsys
 import collections
+import colorsys
 import hashlib
 import io
 import re

@@ -12,8 +12,16 @@ import math
 import pytest
 
 from vlm_jax.evaluate.metrics import (
-    anls, entitygrid_scores, extract_choice, levenshtein_distance, mme_scores, pope_scores,
-    relaxed_accuracy, textvqa_accuracy, vqa_accuracy)
+    anls,
+    entitygrid_scores,
+    extract_choice,
+    levenshtein_distance,
+    mme_scores,
+    pope_scores,
+    relaxed_accuracy,
+    textvqa_accuracy,
+    vqa_accuracy,
+)
 from vlm_jax.evaluate.vqa_normalize import normalize_textvqa_answer, normalize_vqa_answer
 
 # ----------------------------------------------------------------------------- VQA normalisation

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
-
 from tiny_models import random_batch, tiny_internvl, tiny_llava_next
+
 from vlm_jax import sharding
 from vlm_jax.model import VLM
 

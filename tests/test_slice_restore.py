@@ -13,8 +13,13 @@ import torch
 from flax import nnx
 
 from vlm_jax.hires.slice_grid import canvas_mask, merge_slices, merged_view_mask, split_slices
-from vlm_jax.hires.slice_restore import (SliceContext, SliceRestoreAdapter, SliceRestoreConfig, depthwise_conv,
-                                         masked_upsample)
+from vlm_jax.hires.slice_restore import (
+    SliceContext,
+    SliceRestoreAdapter,
+    SliceRestoreConfig,
+    depthwise_conv,
+    masked_upsample,
+)
 from vlm_jax.presets import tiny_vision
 from vlm_jax.vision.config import ViTConfig
 from vlm_jax.vision.vit import ViT

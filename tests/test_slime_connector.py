@@ -9,8 +9,15 @@ import pytest
 from flax import nnx
 
 from tests.slime_helpers import TINY, jit_call, randomize_params
-from vlm_jax.hires.slime import (GatedGlobalAdapter, Resampler, SlimeConfig, SlimeConnector, num_image_slots,
-                                 num_visual_tokens_capacity, raster_local_tokens)
+from vlm_jax.hires.slime import (
+    GatedGlobalAdapter,
+    Resampler,
+    SlimeConfig,
+    SlimeConnector,
+    num_image_slots,
+    num_visual_tokens_capacity,
+    raster_local_tokens,
+)
 
 P, DV, D, G = 16, 32, 32, 2
 GRIDS = np.array([[1, 2], [2, 2], [2, 1], [1, 3]], np.int32)

@@ -11,8 +11,7 @@ from pipeline_fakes import png_bytes
 
 from vlm_jax.data import convert
 from vlm_jax.data.records import decode_example, encode_example
-from vlm_jax.data.sources import (ArrayRecordSource, ExampleError, LlavaJsonSource, TfdsSource,
-                                  tfds_features)
+from vlm_jax.data.sources import ArrayRecordSource, ExampleError, LlavaJsonSource, TfdsSource, tfds_features
 
 
 def conversation(k):

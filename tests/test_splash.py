@@ -7,11 +7,12 @@ query row that has at least one visible key (rows without one are unspecified pa
 
 import functools
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from vlm_jax.nn.attention import AttentionMask, ar_mask, causal_mask, dot_product_attention, full_mask
 from vlm_jax.nn.splash import prefix_lm_structure

@@ -15,8 +15,17 @@ import torch
 from PIL import Image
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from vlm_jax.tiling import (CLIP_MEAN, CLIP_STD, contiguous_crops, crop_views, merge_contiguous, merge_strided,
-                            normalize, plan_dual, strided_crops)
+from vlm_jax.tiling import (
+    CLIP_MEAN,
+    CLIP_STD,
+    contiguous_crops,
+    crop_views,
+    merge_contiguous,
+    merge_strided,
+    normalize,
+    plan_dual,
+    strided_crops,
+)
 
 
 @pytest.mark.parametrize("n_rows,n_cols,h,w", [(3, 3, 4, 5), (2, 4, 3, 2), (1, 5, 2, 2), (4, 1, 1, 3)])

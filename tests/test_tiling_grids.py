@@ -12,8 +12,11 @@ from transformers.image_processing_utils import get_patch_output_size, select_be
 from transformers.image_utils import ChannelDimension
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
-from transformers.models.llava_next.modeling_llava_next import (get_anyres_image_grid_shape,
-                                                                image_size_to_num_patches, unpad_image)
+from transformers.models.llava_next.modeling_llava_next import (
+    get_anyres_image_grid_shape,
+    image_size_to_num_patches,
+    unpad_image,
+)
 
 from vlm_jax.tiling import TileLayout, plan_anyres, plan_internvl
 

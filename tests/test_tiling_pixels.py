@@ -11,8 +11,19 @@ from PIL import Image
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-from vlm_jax.tiling import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, crop_views, normalize, pad_views,
-                            plan_anyres, plan_fixed, plan_internvl, plan_uhd)
+from vlm_jax.tiling import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_views,
+    normalize,
+    pad_views,
+    plan_anyres,
+    plan_fixed,
+    plan_internvl,
+    plan_uhd,
+)
 
 ATOL = 1e-5
 

@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-
 from tiny_models import random_batch, tiny_internvl
+
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, CheckpointMismatch
 from vlm_jax.model import VLM

@@ -9,7 +9,8 @@ import pytest
 import torch
 import transformers as T
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from vlm_jax.interop.hf_vision import empty_vit, vit_config_from_hf
 from vlm_jax.sharding import make_mesh, state_shardings, use_mesh

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 
+import hf_builders as hb
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -19,7 +20,6 @@ from flax import nnx
 from safetensors import safe_open
 from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape
 
-import hf_builders as hb
 from vlm_jax.interop.checkpoint_io import CheckpointError
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir, vlm_config_from_hf
 

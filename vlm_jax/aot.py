@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.model import VLM, VLMConfig, dummy_batch

@@ -5,10 +5,14 @@
     vlm-jax convert-data --json=train.json --image_root=images/ --out=shards/ --num_shards=8
     vlm-jax compile --config=configs/internvl2_2b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
         [--batch_size=8 --seq_len=4096]   (exit status 1 when the step does not fit)
+    vlm-jax export --checkpoint=/tmp/run --format=hf --out=/tmp/hf [--family=llava|llava_next|internvl]
+    vlm-jax generate --checkpoint=/tmp/run --image=photo.jpg --prompt="What is in the image?" \
+        [--config=... --tokenizer=tokenizer.model --max_new_tokens=64 --temperature=0.7 --top_p=0.9]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from absl import app, flags, logging
@@ -16,18 +20,30 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:args]).")
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, caches).")
-flags.DEFINE_string("image", None, "tiles: image file to plan.")
+flags.DEFINE_string("image", None, "tiles / generate: image file.")
 flags.DEFINE_string("kind", "internvl", "tiles: planner kind (internvl, anyres, uhd, dual).")
 flags.DEFINE_integer("tile", 448, "tiles: tile size in pixels.")
 flags.DEFINE_integer("max_tiles", 12, "tiles: InternVL maximum tiles.")
 flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/JSONL.")
 flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to.")
-flags.DEFINE_string("out", None, "convert-data: output folder.")
+flags.DEFINE_string("out", None, "convert-data / export: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
 flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
 flags.DEFINE_string("mesh", "", "compile: mesh size overrides, e.g. data=1,fsdp=8,tensor=1.")
 flags.DEFINE_integer("batch_size", None, "compile: global batch (default: the config's).")
 flags.DEFINE_integer("seq_len", None, "compile: tokens per example (default: the longest bucket).")
+flags.DEFINE_string("checkpoint", None, "export: training run directory (its newest checkpoint is exported).")
+flags.DEFINE_enum("format", "hf", ["hf"], "export: output format (hf: transformers save_pretrained directory).")
+flags.DEFINE_string("family", None, "export: HF family llava | llava_next | internvl (default: from the model).")
+flags.DEFINE_string("prompt", None, "generate: the question about the image.")
+flags.DEFINE_string("tokenizer", None, "generate: SentencePiece model (needed for a HF directory without one).")
+flags.DEFINE_integer("max_new_tokens", 64, "generate: maximum answer length in tokens.")
+flags.DEFINE_float("temperature", 0.0, "generate: 0 is greedy; > 0 samples.")
+flags.DEFINE_integer("top_k", 0, "generate: keep the k most likely tokens when sampling (0: off).")
+flags.DEFINE_float("top_p", 1.0, "generate: nucleus mass when sampling (1: off).")
+flags.DEFINE_float("repetition_penalty", 1.0, "generate: > 1 discourages repeated ids (1: off).")
+flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
+flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this text (repeatable).")
 FLAGS = flags.FLAGS
 
 
@@ -94,7 +110,39 @@ def cmd_compile() -> None:
         raise SystemExit(1)
 
 
-COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data, "compile": cmd_compile}
+def cmd_export() -> None:
+    _require("checkpoint", "out")
+    from flax import nnx
+
+    from vlm_jax.interop.hf_export import export_hf
+    from vlm_jax.train.restore import restore_params
+
+    _, graphdef, params = restore_params(FLAGS.checkpoint)
+    files = export_hf(nnx.merge(graphdef, params), FLAGS.out, family=FLAGS.family)
+    print("\n".join(files))
+
+
+def cmd_generate() -> None:
+    _require("checkpoint", "image", "prompt")
+    import jax
+
+    from vlm_jax import sharding
+    from vlm_jax.evaluate.generate_text import generate_text
+    from vlm_jax.evaluate.generation_setup import load_for_generation
+    from vlm_jax.evaluate.sampling import SamplingConfig
+
+    bundle = load_for_generation(FLAGS.checkpoint, _CONFIG.value, FLAGS.tokenizer)
+    sampling = SamplingConfig(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p, FLAGS.repetition_penalty)
+    with open(FLAGS.image, "rb") as f:
+        image = f.read()
+    with sharding.use_mesh(bundle.mesh) if bundle.mesh is not None else contextlib.nullcontext():
+        print(generate_text(bundle.model, bundle.tokenizer, bundle.processor, image, FLAGS.prompt, bundle.template,
+                            max_new_tokens=FLAGS.max_new_tokens, sampling=sampling,
+                            rng=jax.random.key(FLAGS.seed), stop_strings=FLAGS.stop_string))
+
+
+COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data, "compile": cmd_compile,
+            "export": cmd_export, "generate": cmd_generate}
 
 
 def main(argv: list[str]) -> None:
@@ -103,6 +151,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 2:
         raise app.UsageError(f"unexpected arguments {argv[2:]}")
     logging.set_verbosity(logging.INFO)
+    from vlm_jax.distributed import maybe_initialize
+
+    maybe_initialize()
     COMMANDS[argv[1]]()
 
 

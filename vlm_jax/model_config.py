@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.hires.dual_perspective import DEMConfig
 from vlm_jax.hires.gswa import GSWAConfig
 from vlm_jax.hires.merge import anyres_capacity, anyres_num_tokens
@@ -94,14 +95,8 @@ class VLMConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "VLMConfig":
         """Build from a nested mapping (an ml_collections ``config.model``); unknown keys raise."""
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; known: {sorted(known)}")
-        proj = dict(d.pop("projector", {}) or {})
-        proj_known = {f.name for f in dataclasses.fields(ProjectorConfig)}
-        if set(proj) - proj_known:
-            raise ValueError(f"unknown projector keys {sorted(set(proj) - proj_known)}; known: {sorted(proj_known)}")
+        d = check_keys(cls, d, "model config")
+        proj = check_keys(ProjectorConfig, d.pop("projector", {}) or {}, "projector")
         for name, stage_cls in STAGES.items():
             if d.get(name) is not None:
                 d[name] = stage_cls.from_dict(dict(d[name]))

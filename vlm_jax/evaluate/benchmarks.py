@@ -17,8 +17,17 @@ import os
 from typing import Any
 
 from vlm_jax.evaluate.benchmark_records import (
-    MULTIPLE_CHOICE_SUFFIX, SHORT_ANSWER_SUFFIX, BenchmarkRecord, multiple_choice_prompt,
-    other_fields, read_json, read_json_lines, require_keys, resolve_image, short_answer_prompt)
+    MULTIPLE_CHOICE_SUFFIX,
+    SHORT_ANSWER_SUFFIX,
+    BenchmarkRecord,
+    multiple_choice_prompt,
+    other_fields,
+    read_json,
+    read_json_lines,
+    require_keys,
+    resolve_image,
+    short_answer_prompt,
+)
 from vlm_jax.evaluate.benchmarks_choice import read_mmbench, read_scienceqa
 from vlm_jax.evaluate.benchmarks_mme import read_mme, read_mme_txt
 

@@ -13,7 +13,13 @@ import os
 import string
 
 from vlm_jax.evaluate.benchmark_records import (
-    BenchmarkRecord, multiple_choice_prompt, other_fields, read_json, require_keys, resolve_image)
+    BenchmarkRecord,
+    multiple_choice_prompt,
+    other_fields,
+    read_json,
+    require_keys,
+    resolve_image,
+)
 
 _MISSING = ("", "nan", "none")  # how pandas-written TSVs spell an empty cell
 

@@ -36,8 +36,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vlm_jax.hires.dual_perspective_ops import (average_pool, bilinear_resize, merge_windows, recombine_views,
-                                                split_windows)
+from vlm_jax.config_util import check_keys
+from vlm_jax.hires.dual_perspective_ops import (
+    average_pool,
+    bilinear_resize,
+    merge_windows,
+    recombine_views,
+    split_windows,
+)
 from vlm_jax.nn.attention import dot_product_attention
 from vlm_jax.nn.layers import Dense, LayerNorm, activation
 from vlm_jax.sharding import constrain
@@ -96,10 +102,7 @@ class DEMConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DEMConfig":
         """Build from a mapping; unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DEMConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "DEMConfig")
         return cls(**dict(d))
 
     @classmethod

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.hires.tile_transformer import QueryKeyProjection, TileBlock, masked_attention_probs
 from vlm_jax.nn.layers import ACTIVATIONS, Dense, LayerNorm, activation
 
@@ -94,10 +95,7 @@ class GSWAConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GSWAConfig":
         """Build from a mapping; unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown GSWAConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "GSWAConfig")
         return cls(**dict(d))
 
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.hires.adapter_blocks import block_config
 from vlm_jax.hires.dual_perspective_ops import average_pool
 from vlm_jax.nn.attention import AttentionMask, dot_product_attention
@@ -76,10 +77,7 @@ class SelfMiningConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SelfMiningConfig":
         """Build from a mapping; unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SelfMiningConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "SelfMiningConfig")
         return cls(**dict(d))
 
 

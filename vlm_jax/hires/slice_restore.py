@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.hires.adapter_blocks import block_config
 from vlm_jax.hires.dual_perspective_ops import average_pool, bilinear_resize
 from vlm_jax.hires.slice_grid import canvas_mask, merge_slices, split_slices
@@ -102,10 +103,7 @@ class SliceRestoreConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SliceRestoreConfig":
         """Build from a mapping; unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SliceRestoreConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "SliceRestoreConfig")
         return cls(**dict(d))
 
 

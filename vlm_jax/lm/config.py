@@ -16,6 +16,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.nn.attention import default_implementation
 from vlm_jax.nn.rope import RopeScaling
 from vlm_jax.nn.stack import REMAT_POLICIES
@@ -79,10 +80,7 @@ class LMConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "LMConfig":
         """Build from a plain mapping (e.g. an ml_collections block); unknown keys raise."""
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown LMConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "LMConfig")
         if isinstance(d.get("rope_scaling"), Mapping):
             d["rope_scaling"] = RopeScaling(**d["rope_scaling"])
         return cls(**d)

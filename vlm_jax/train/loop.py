@@ -16,10 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, make_meta
+from vlm_jax.data.batching import TEXT_KEYS
 from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.data.templates import answer_stop_ids
@@ -40,8 +43,22 @@ def batch_sharding(mesh) -> NamedSharding:
     return NamedSharding(mesh, sharding.logical_to_spec(("act_batch",), None, mesh))
 
 
+def _same_length_on_all_hosts(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Hosts pick their length bucket from their own examples; pad every host to the longest (padding is
+    ``valid=False``, so it changes no result)."""
+    length = local["tokens"].shape[1]
+    longest = int(np.max(multihost_utils.process_allgather(np.asarray(length))))
+    if longest == length:
+        return local
+    return {k: np.pad(v, [(0, 0), (0, longest - length)]) if k in TEXT_KEYS + ("valid",) else v
+            for k, v in local.items()}
+
+
 def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
     """Per-host numpy batch → global arrays sharded over the batch axes of the mesh."""
+    if jax.process_count() > 1:
+        local = _same_length_on_all_hosts(local)
+
     def put(x):
         spec = sharding.logical_to_spec(("act_batch",) + (None,) * (x.ndim - 1),
                                         (x.shape[0] * jax.process_count(),) + x.shape[1:], mesh)
@@ -170,7 +187,8 @@ def train(config, workdir: str) -> dict[str, Any]:
     logger.close()
 
     # ---- final evaluation -------------------------------------------------------------------------
-    if not dcfg.get("eval_source"):
+    eval_source = build_source(dcfg.eval_source.to_dict()) if dcfg.get("eval_source") else []
+    if not len(eval_source):
         return metrics_host
     model_graph, model_state = nnx.split(nnx.merge(graphdef, params))
 
@@ -179,8 +197,10 @@ def train(config, workdir: str) -> dict[str, Any]:
         return nnx.merge(model_graph, state)(batch).argmax(-1)
 
     with sharding.use_mesh(mesh):
-        scores = evaluate_entitygrid(lambda b: forward(model_state, global_batch(b, mesh)),
-                                     build_source(dcfg.eval_source.to_dict()), processor=processor,
+        # every host feeds the same evaluation batch; gather the global result and keep one copy
+        scores = evaluate_entitygrid(lambda b: multihost_utils.process_allgather(
+                                         forward(model_state, global_batch(b, mesh)), tiled=True)[:len(b["tokens"])],
+                                     eval_source, processor=processor,
                                      tokenizer=tokenizer, template=dcfg.template, batch_size=dcfg.batch_size,
                                      seq_buckets=list(dcfg.seq_buckets),
                                      stop_ids=answer_stop_ids(tokenizer, dcfg.template))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import jax
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from vlm_jax.train.recipe import Stage, lr_labels
 

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from vlm_jax.config_util import check_keys
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -35,10 +37,7 @@ class Stage:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Stage":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown stage keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "stage")
         d = dict(d)
         d["train"] = tuple(d.get("train", ()))
         d["lr_scale"] = tuple(dict(d.get("lr_scale", {})).items())

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from vlm_jax.config_util import check_keys
 from vlm_jax.nn.layers import ACTIVATIONS
 from vlm_jax.nn.stack import REMAT_POLICIES
 
@@ -114,10 +115,7 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViTConfig":
         """Build from a mapping; unknown keys raise (a typo must fail at load time)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "ViTConfig")
         return cls(**dict(d))
 
     def replace(self, **changes) -> "ViTConfig":

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from vlm_jax.config_util import check_keys
+
 GATE_FORMS = ("code", "paper")
 REDUCTIONS = ("sum", "mean")
 SEPARATORS = ("learned", "token")
@@ -91,10 +93,7 @@ class SlimeConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SlimeConfig":
         """Build from a plain mapping (an ml_collections block); unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SlimeConfig keys {unknown}; known: {sorted(known)}")
+        d = check_keys(cls, d, "SlimeConfig")
         return cls(**dict(d))
 
     @property
