@@ -31,7 +31,7 @@ def tiny_train_config(steps: int = 6, **train_overrides):
     c.model.vision.update(image_size=16, patch=4, hidden=32, layers=1, mlp=64)
     c.model.llm.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, head_dim=16, mlp_dim=64)
     c.data.source.update(canvas=32, size=512)
-    c.data.eval_source = None  # the final evaluation is tested in test_cli.py
+    c.data.eval_source = None  # the final evaluation is tested in test_eval_harness.py
     c.data.update(batch_size=8, seq_buckets=(128,))
     c.train.update(log_every=1, ckpt_every=3, **train_overrides)
     return c
@@ -146,3 +146,48 @@ def test_nan_stops_with_last_good_checkpoint(tmp_path):
     ckpt.close()
     losses = _losses(str(tmp_path))
     assert last is not None and all(np.isfinite(losses[s]) for s in range(1, last + 1))
+
+
+def test_gradient_accumulation_matches_the_whole_batch(model_and_batch):
+    cfg, graphdef, params, batch = model_and_batch
+    mesh = sharding.make_mesh(data=1, devices=jax.devices()[:1])
+    results = []
+    for accum in (1, 2):
+        g, optimizer, state, _ = init_stage_state(graphdef, params, _stage([".*"]),
+                                                  dict(weight_decay=0.0, grad_clip=1.0, eps=1.0), 0, mesh)
+        new, metrics = jax.jit(make_train_step(g, optimizer, accum=accum))(state, batch)
+        results.append((jax.device_get(metrics), jax.tree.map(np.asarray, jax.device_get(new.trainable))))
+    (m1, p1), (m2, p2) = results
+    np.testing.assert_allclose(m2["loss"], m1["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m2["grad_norm"], m1["grad_norm"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_restores_onto_a_different_mesh(model_and_batch, tmp_path):
+    import grain
+
+    from vlm_jax.checkpoint import make_meta
+
+    cfg, graphdef, params, _ = model_and_batch
+    stage = _stage([".*"])
+    one = sharding.make_mesh(data=1, devices=jax.devices()[:1])
+    _, _, state, _ = init_stage_state(graphdef, params, stage, {}, 5, one)
+    data = iter(grain.MapDataset.range(10).to_iter_dataset())
+    next(data)
+    ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(5, state, data, make_meta({}, {"source": "x"}, stage.name))
+    ckpt.wait()
+
+    eight = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+    _, other, _ = sharding.init_sharded(lambda: VLM(cfg, rngs=nnx.Rngs(1)), eight)
+    _, _, target, target_sh = init_stage_state(graphdef, other, stage, {}, 0, eight)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), target, target_sh)
+    fresh = iter(grain.MapDataset.range(10).to_iter_dataset())
+    restored = ckpt.restore(5, abstract, fresh, data_config={"source": "x"})
+    ckpt.close()
+    assert int(restored.step) == 5 and next(fresh) == 1  # the data stream continues after the saved element
+    for a, b, s in zip(jax.tree.leaves(state), jax.tree.leaves(restored), jax.tree.leaves(target_sh)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert b.sharding == s
+    assert any("fsdp" in str(s.spec) for s in jax.tree.leaves(target_sh))

@@ -7,11 +7,13 @@ mixes a 1-tile and a 2-tile + thumbnail image. Tolerance: float32, max |Δ| ≤ 
 positions. The three checkpoint key schemes (parity.md §1.3) must give identical logits.
 """
 
+import dataclasses
 import json
 import os
 import shutil
 
 import hf_builders as hb
+import jax
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -20,8 +22,10 @@ from flax import nnx
 from safetensors import safe_open
 from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape
 
+from vlm_jax.hires.gswa import GSWAConfig
 from vlm_jax.interop.checkpoint_io import CheckpointError
-from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir, vlm_config_from_hf
+from vlm_jax.interop.hf_vlm import load_base_weights, load_vlm_from_hf_dir, vlm_config_from_hf
+from vlm_jax.model import VLM
 
 REL_TOL = 1e-4
 INTERNVL_MAX_VIEWS = 4
@@ -266,3 +270,21 @@ def test_unsupported_internvl_options_and_overrides_raise(cases):
         vlm_config_from_hf(cfg, max_veiws=4)
     with pytest.raises(ValueError, match="unknown VLMConfig overrides"):
         vlm_config_from_hf(cfg, projector={"kind": "mlp2x_gelu"})
+
+
+def test_gswa_starts_as_the_identity_on_a_converted_internvl(cases):
+    """SleighVL (spec §3.2): GSWA added to a converted InternVL leaves its logits unchanged until trained."""
+    case = cases["internvl"]
+    cfg = vlm_config_from_hf(_config(case["path"]), max_views=INTERNVL_MAX_VIEWS)
+    cfg = dataclasses.replace(cfg, gswa=GSWAConfig(dim=32, layers=2, heads=2))
+    model = VLM(cfg, rngs=nnx.Rngs(0))
+    assert load_base_weights(model, case["path"])[:2] == ["vision_tower", "language_model"]
+    batch, ref, _, _ = case["batches"][0]
+    forward = jax.jit(lambda m, b: m(b))
+    _check_logits(np.asarray(forward(model, batch)), ref, batch["valid"])
+    # the module is live: a trained (here: perturbed) query changes the multi-tile example only
+    query = model.gswa.head.qk.query.kernel
+    query[...] = jax.random.normal(jax.random.key(1), query[...].shape)
+    moved = np.asarray(forward(model, batch))
+    assert np.abs(moved[1][batch["valid"][1]] - ref[1][batch["valid"][1]]).max() > 1e-3
+    _check_logits(moved[:1], ref[:1], batch["valid"][:1])

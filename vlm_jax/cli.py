@@ -1,4 +1,4 @@
-"""``vlm-jax <command> [flags]``: train | tiles | convert-data | compile.
+"""``vlm-jax <command> [flags]``: train | tiles | convert-data | compile | export | generate | eval.
 
     vlm-jax train --config=configs/tiny_entitygrid.py --workdir=/tmp/run [--config.train.log_every=10]
     vlm-jax tiles --image=photo.jpg --kind=internvl [--tile=448 --max_tiles=12]
@@ -8,6 +8,8 @@
     vlm-jax export --checkpoint=/tmp/run --format=hf --out=/tmp/hf [--family=llava|llava_next|internvl]
     vlm-jax generate --checkpoint=/tmp/run --image=photo.jpg --prompt="What is in the image?" \
         [--config=... --tokenizer=tokenizer.model --max_new_tokens=64 --temperature=0.7 --top_p=0.9]
+    vlm-jax eval --checkpoint=/tmp/run --benchmark=textvqa --data=TextVQA_0.5.1_val.json --image_root=train_images \
+        --out=/tmp/eval [--config=... --eval_batch_size=32 --max_new_tokens=64 --eval_size=432 (entitygrid)]
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ flags.DEFINE_float("top_p", 1.0, "generate: nucleus mass when sampling (1: off).
 flags.DEFINE_float("repetition_penalty", 1.0, "generate: > 1 discourages repeated ids (1: off).")
 flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
 flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this text (repeatable).")
+flags.DEFINE_string("benchmark", None, "eval: entitygrid|textvqa|docvqa|chartqa|pope|mme|mmbench|scienceqa|jsonl.")
+flags.DEFINE_string("data", None, "eval: the benchmark's file (MME: its folder); entitygrid is generated.")
+flags.DEFINE_integer("eval_size", None, "eval: EntityGrid-QA test examples (default: the config's eval_source).")
+flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: config.data.batch_size).")
 FLAGS = flags.FLAGS
 
 
@@ -141,8 +147,19 @@ def cmd_generate() -> None:
                             rng=jax.random.key(FLAGS.seed), stop_strings=FLAGS.stop_string))
 
 
+def cmd_eval() -> None:
+    _require("checkpoint", "benchmark", "out")
+    from vlm_jax.evaluate.harness import evaluate_checkpoint
+
+    summary = evaluate_checkpoint(FLAGS.checkpoint, FLAGS.benchmark, FLAGS.out, data=FLAGS.data,
+                                  image_root=FLAGS.image_root, config=_CONFIG.value, tokenizer_path=FLAGS.tokenizer,
+                                  eval_size=FLAGS.eval_size, batch_size=FLAGS.eval_batch_size,
+                                  max_new_tokens=FLAGS.max_new_tokens)
+    print(json.dumps(summary, indent=1))
+
+
 COMMANDS = {"train": cmd_train, "tiles": cmd_tiles, "convert-data": cmd_convert_data, "compile": cmd_compile,
-            "export": cmd_export, "generate": cmd_generate}
+            "export": cmd_export, "generate": cmd_generate, "eval": cmd_eval}
 
 
 def main(argv: list[str]) -> None:

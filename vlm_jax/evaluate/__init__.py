@@ -1,2 +1,2 @@
-"""Evaluation: benchmark metrics (VQA, ANLS, ChartQA, choices, POPE, MME, EntityGrid-QA), benchmark readers and
-teacher-forced EntityGrid-QA scoring."""
+"""Evaluation: benchmark metrics (VQA, ANLS, ChartQA, choices, POPE, MME, EntityGrid-QA), benchmark readers,
+greedy generation and the sharded, resumable evaluation harness."""

@@ -1,7 +1,8 @@
 """Training metrics: JSONL file + TensorBoard (tensorboardX) + a progress bar, on process 0 only.
 
 Throughput is derived from wall time between logs: examples/s, tokens/s, and model FLOPs utilisation
-against ``peak_flops`` (per device, e.g. 459e12 for TPU v5p bf16) when the step's FLOPs are known.
+against ``peak_flops`` (per device, e.g. 459e12 for TPU v5p bf16): model FLOPs per step are estimated as
+``6 · parameters · sequence tokens`` (forward 2, backward 4; attention's quadratic term left out).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from tqdm import tqdm
 
 class MetricsLogger:
     def __init__(self, workdir: str, total_steps: int, initial_step: int = 0, *, progress: bool | None = None,
-                 step_flops: float | None = None, peak_flops: float | None = None):
+                 flops_per_token: float | None = None, peak_flops: float | None = None):
         self.active = jax.process_index() == 0
-        self.step_flops, self.peak_flops = step_flops, peak_flops
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self._last = (time.perf_counter(), initial_step)
         self.bar = self.jsonl = self.tb = None
         if not self.active:
@@ -35,8 +36,11 @@ class MetricsLogger:
                         dynamic_ncols=True)
 
     def log(self, step: int, metrics: dict[str, Any], *, examples: int = 0, tokens: int = 0,
-            prefix: str = "train") -> dict[str, float]:
-        """Write ``metrics`` (host scalars) for ``step``; adds throughput since the previous call."""
+            sequence_tokens: int = 0, prefix: str = "train") -> dict[str, float]:
+        """Write ``metrics`` (host scalars) for ``step``; adds throughput since the previous call.
+
+        ``tokens``: loss tokens per step; ``sequence_tokens``: all (padded) positions per step, for the MFU.
+        """
         now = time.perf_counter()
         t0, s0 = self._last
         self._last = (now, step)
@@ -48,8 +52,8 @@ class MetricsLogger:
                 out["perf/examples_per_second"] = examples / dt
             if tokens:
                 out["perf/tokens_per_second"] = tokens / dt
-            if self.step_flops and self.peak_flops:
-                out["perf/mfu"] = self.step_flops / dt / (self.peak_flops * jax.device_count())
+            if self.flops_per_token and self.peak_flops and sequence_tokens:
+                out["perf/mfu"] = self.flops_per_token * sequence_tokens / dt / (self.peak_flops * jax.device_count())
         if self.active:
             self.jsonl.write(json.dumps({"step": step, **out}) + "\n")
             self.jsonl.flush()

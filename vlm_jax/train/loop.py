@@ -25,14 +25,16 @@ from vlm_jax.checkpoint import Checkpointer, make_meta
 from vlm_jax.data.batching import TEXT_KEYS
 from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
 from vlm_jax.data.processor import ImageProcessor
-from vlm_jax.data.templates import answer_stop_ids
-from vlm_jax.evaluate.teacher_forced import evaluate_entitygrid
+from vlm_jax.evaluate.benchmark_loading import entitygrid_records
+from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLM, VLMConfig
 from vlm_jax.train.logger import MetricsLogger
 from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
 from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
 from vlm_jax.train.step import TrainState, make_train_step
+
+EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamond", "bottom-right", "2"
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -139,7 +141,8 @@ def train(config, workdir: str) -> dict[str, Any]:
     # ---- checkpoints ------------------------------------------------------------------------------
     ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
     resume = ckpt.latest_step() or 0
-    logger = MetricsLogger(workdir, total_steps, resume, peak_flops=tcfg.get("peak_flops"))
+    logger = MetricsLogger(workdir, total_steps, resume, flops_per_token=6.0 * n_params,
+                           peak_flops=tcfg.get("peak_flops"))
     opt_kw = dict(weight_decay=tcfg.weight_decay, grad_clip=tcfg.grad_clip)
     metrics_host: dict[str, float] = {}
 
@@ -174,7 +177,7 @@ def train(config, workdir: str) -> dict[str, Any]:
                     stats = getattr(data_iter, "stats", None)
                     extra = {f"skipped_{k}": v for k, v in stats.skipped.items()} if stats else {}
                     logger.log(done, {**metrics_host, **extra}, examples=global_bs,
-                               tokens=int(metrics_host["tokens"]))
+                               tokens=int(metrics_host["tokens"]), sequence_tokens=batch["tokens"].size)
                 if done % tcfg.ckpt_every == 0 or done == stop:
                     ckpt.save(done, state, data_iter, make_meta(config.to_dict(), dcfg.to_dict(), stage.name))
         params = nnx.split(nnx.merge(graphdef, state.trainable, state.frozen))[1]
@@ -186,24 +189,15 @@ def train(config, workdir: str) -> dict[str, Any]:
     ckpt.wait()
     logger.close()
 
-    # ---- final evaluation -------------------------------------------------------------------------
+    # ---- final evaluation: greedy answers through the evaluation harness (evaluate/harness.py) --------
     eval_source = build_source(dcfg.eval_source.to_dict()) if dcfg.get("eval_source") else []
     if not len(eval_source):
         return metrics_host
-    model_graph, model_state = nnx.split(nnx.merge(graphdef, params))
+    from vlm_jax.evaluate.harness import evaluate_records  # the harness imports this module (global_batch)
 
-    @jax.jit
-    def forward(state, batch):
-        return nnx.merge(model_graph, state)(batch).argmax(-1)
-
-    with sharding.use_mesh(mesh):
-        # every host feeds the same evaluation batch; gather the global result and keep one copy
-        scores = evaluate_entitygrid(lambda b: multihost_utils.process_allgather(
-                                         forward(model_state, global_batch(b, mesh)), tiled=True)[:len(b["tokens"])],
-                                     eval_source, processor=processor,
-                                     tokenizer=tokenizer, template=dcfg.template, batch_size=dcfg.batch_size,
-                                     seq_buckets=list(dcfg.seq_buckets),
-                                     stop_ids=answer_stop_ids(tokenizer, dcfg.template))
+    bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)
+    scores = evaluate_records(entitygrid_records(eval_source), "entitygrid", os.path.join(workdir, "eval"),
+                              lambda: bundle, batch_size=dcfg.batch_size, max_new_tokens=EVAL_MAX_NEW_TOKENS,
+                              run={"checkpoint": os.path.abspath(workdir), "step": total_steps})
     logging.info("eval: %s", scores)
     return scores
-
