@@ -20,8 +20,15 @@ from transformers.models.llava_next.modeling_llava_next import get_anyres_image_
 from vlm_jax import sharding
 from vlm_jax.evaluate.generate import generate, left_align, make_generate_fn
 from vlm_jax.evaluate.generate_text import decode_generated, truncate_at_stop_strings
-from vlm_jax.evaluate.sampling import (SamplingConfig, apply_repetition_penalty, select_tokens, token_presence,
-                                       top_k_mask, top_p_mask, warp_logits)
+from vlm_jax.evaluate.sampling import (
+    SamplingConfig,
+    apply_repetition_penalty,
+    select_tokens,
+    token_presence,
+    top_k_mask,
+    top_p_mask,
+    warp_logits,
+)
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
 
 MAX_NEW = 8
