@@ -12,8 +12,9 @@ from tiny_models import random_batch, tiny_internvl
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, CheckpointMismatch
+from vlm_jax.data.device import global_batch
 from vlm_jax.model import VLM
-from vlm_jax.train.loop import NonFiniteLoss, global_batch, init_stage_state, train
+from vlm_jax.train.loop import NonFiniteLoss, init_stage_state, train
 from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
 from vlm_jax.train.step import make_train_step
 

@@ -38,8 +38,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
+from vlm_jax.data.device import batch_sharding
 from vlm_jax.model import VLM, VLMConfig, dummy_batch
-from vlm_jax.train.loop import batch_sharding
 from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
 from vlm_jax.train.recipe import parse_recipe, trainable_filter
 from vlm_jax.train.step import TrainState, make_train_step

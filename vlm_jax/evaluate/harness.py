@@ -10,7 +10,7 @@ Flow (files: evaluate/prediction_files.py; metrics: evaluate/benchmark_scoring.p
    generation prompt exactly like training data (:class:`~vlm_jax.data.pipeline.ProcessExample`); the
    text length is the longest of the batch over all hosts, rounded up to a multiple of
    :data:`LENGTH_MULTIPLE` (few compilations, the same shapes on every host).
-3. The batch is left-aligned, made a global array on the mesh (:func:`~vlm_jax.train.loop.global_batch`)
+3. The batch is left-aligned, made a global array on the mesh (:func:`~vlm_jax.data.device.global_batch`)
    and decoded greedily by the jitted :func:`~vlm_jax.evaluate.generate.make_generate_fn`; the generated
    ids are gathered (``process_allgather``) and each host decodes the rows of its own examples and
    appends them to its shard file, flushed per batch.
@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from vlm_jax import sharding
 from vlm_jax.data.batching import SKIP_REASON, pad_batch
+from vlm_jax.data.device import global_batch
 from vlm_jax.data.pipeline import ProcessExample
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER, answer_stop_ids
 from vlm_jax.evaluate.benchmark_loading import load_benchmark
@@ -58,7 +59,6 @@ from vlm_jax.evaluate.prediction_files import (
     shard_path,
     write_json_atomically,
 )
-from vlm_jax.train.loop import global_batch
 
 LENGTH_MULTIPLE = 64
 

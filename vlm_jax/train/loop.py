@@ -16,17 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, make_meta
-from vlm_jax.data.batching import TEXT_KEYS
 from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
+from vlm_jax.data.device import batch_sharding, global_batch
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.evaluate.benchmark_loading import entitygrid_records
 from vlm_jax.evaluate.generation_setup import InferenceBundle
+from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLM, VLMConfig
 from vlm_jax.train.logger import MetricsLogger
@@ -39,34 +39,6 @@ EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamo
 
 class NonFiniteLoss(FloatingPointError):
     """Loss or gradient norm became NaN/Inf; the last good checkpoint is left intact."""
-
-
-def batch_sharding(mesh) -> NamedSharding:
-    return NamedSharding(mesh, sharding.logical_to_spec(("act_batch",), None, mesh))
-
-
-def _same_length_on_all_hosts(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Hosts pick their length bucket from their own examples; pad every host to the longest (padding is
-    ``valid=False``, so it changes no result)."""
-    length = local["tokens"].shape[1]
-    longest = int(np.max(multihost_utils.process_allgather(np.asarray(length))))
-    if longest == length:
-        return local
-    return {k: np.pad(v, [(0, 0), (0, longest - length)]) if k in TEXT_KEYS + ("valid",) else v
-            for k, v in local.items()}
-
-
-def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-    """Per-host numpy batch → global arrays sharded over the batch axes of the mesh."""
-    if jax.process_count() > 1:
-        local = _same_length_on_all_hosts(local)
-
-    def put(x):
-        spec = sharding.logical_to_spec(("act_batch",) + (None,) * (x.ndim - 1),
-                                        (x.shape[0] * jax.process_count(),) + x.shape[1:], mesh)
-        return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
-
-    return {k: put(v) for k, v in local.items()}
 
 
 def stage_bounds(recipe: list[Stage]) -> list[tuple[int, int]]:
@@ -193,8 +165,6 @@ def train(config, workdir: str) -> dict[str, Any]:
     eval_source = build_source(dcfg.eval_source.to_dict()) if dcfg.get("eval_source") else []
     if not len(eval_source):
         return metrics_host
-    from vlm_jax.evaluate.harness import evaluate_records  # the harness imports this module (global_batch)
-
     bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)
     scores = evaluate_records(entitygrid_records(eval_source), "entitygrid", os.path.join(workdir, "eval"),
                               lambda: bundle, batch_size=dcfg.batch_size, max_new_tokens=EVAL_MAX_NEW_TOKENS,
