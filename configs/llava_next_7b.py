@@ -39,10 +39,7 @@ STAGES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = blocks.parse_args(arg)
-    name = args.get("stage", "finetune")
-    if name not in STAGES:
-        raise ValueError(f"stage={name!r}; known: {sorted(STAGES)}")
-    stage = STAGES[name]
+    name, stage = blocks.pick_stage(args, STAGES, "finetune")
     c = ml_collections.ConfigDict()
     c.model = blocks.bf16(presets.llava_next_7b())
     c.data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,

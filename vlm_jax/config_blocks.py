@@ -20,6 +20,15 @@ def parse_args(arg: str | None) -> dict[str, str]:
     return out
 
 
+def pick_stage(args: Mapping[str, str], stages: Mapping[str, Any], default: str) -> tuple[str, Any]:
+    """The ``:stage=NAME`` argument of a config whose stages are run as separate jobs (LLaVA's pretrain /
+    finetune); unknown names fail."""
+    name = args.get("stage", default)
+    if name not in stages:
+        raise ValueError(f"stage={name!r}; known: {sorted(stages)}")
+    return name, stages[name]
+
+
 def train_block(recipe: Sequence[Mapping[str, Any]], **overrides) -> dict[str, Any]:
     block = dict(
         seed=0, recipe=[dict(r) for r in recipe], z_loss=0.0, grad_clip=1.0, weight_decay=0.0, accum=1,
