@@ -41,7 +41,7 @@ from vlm_jax import sharding
 from vlm_jax.data.device import batch_sharding
 from vlm_jax.model import VLM, VLMConfig, dummy_batch
 from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
-from vlm_jax.train.recipe import parse_recipe, trainable_filter
+from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
 from vlm_jax.train.step import TrainState, make_train_step
 
 GIB = 1024 ** 3
@@ -154,14 +154,26 @@ def _with_shardings(state, shardings):
         shardings, state)
 
 
-def abstract_train_state(model_cfg: VLMConfig, mesh, train_cfg) -> tuple[Any, Any, TrainState, Any]:
-    """``(graphdef, optimizer, abstract TrainState, stage)`` of the first recipe stage, as in the trainer
-    (``vlm_jax.train.loop``: the stage's ``options`` applied to the model, its trainable/frozen split).
+def pick_stage(train_cfg, name: str | None) -> Stage:
+    """A recipe stage by name; by default the last one (in every preset it trains the most parameters)."""
+    recipe = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in train_cfg.recipe])
+    if name is None:
+        return recipe[-1]
+    by_name = {s.name: s for s in recipe}
+    if name not in by_name:
+        raise ValueError(f"no recipe stage {name!r}; stages: {list(by_name)}")
+    return by_name[name]
+
+
+def abstract_train_state(model_cfg: VLMConfig, mesh, train_cfg,
+                         stage_name: str | None = None) -> tuple[Any, Any, TrainState, Any]:
+    """``(graphdef, optimizer, abstract TrainState, stage)`` of a recipe stage (:func:`pick_stage`), as in
+    the trainer (``vlm_jax.train.loop``: the stage's ``options`` applied to the model, its trainable/frozen split).
 
     The model is built under ``nnx.eval_shape`` with ``mesh`` as the ambient abstract mesh, so that
     ``attention_impl="auto"`` resolves for the mesh's platform (splash on TPU).
     """
-    stage = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in train_cfg.recipe])[0]
+    stage = pick_stage(train_cfg, stage_name)
     stage_cfg = model_cfg.with_options(dict(stage.options))
 
     def make():
@@ -211,8 +223,9 @@ def _numel(tree) -> int:
 
 
 def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = None,
-                       batch_size: int | None = None, seq_len: int | None = None) -> CompileReport:
-    """Compile ``config``'s train step (first recipe stage) for a TPU ``topology`` such as ``"v5p:2x2x2"``.
+                       batch_size: int | None = None, seq_len: int | None = None,
+                       stage: str | None = None) -> CompileReport:
+    """Compile ``config``'s train step for a TPU ``topology`` such as ``"v5p:2x2x2"``.
 
     Args:
       config: an ml_collections config with ``model``, ``train``, ``mesh`` and ``data`` blocks.
@@ -221,6 +234,7 @@ def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = N
       batch_size: global batch; default ``config.data.batch_size`` x hosts of the topology (the trainer's
         per-host batch times the process count).
       seq_len: token length; default the longest of ``config.data.seq_buckets``.
+      stage: recipe stage name; default the last stage (:func:`pick_stage`).
     """
     devices = topology_devices(topology)
     sizes = {**{"sequence": 1}, **dict(config.mesh), **dict(mesh or {})}
@@ -234,7 +248,7 @@ def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = N
 
     model_cfg = VLMConfig.from_dict(config.model.to_dict())
     tcfg = config.train
-    graphdef, optimizer, state, stage = abstract_train_state(model_cfg, device_mesh, tcfg)
+    graphdef, optimizer, state, stage = abstract_train_state(model_cfg, device_mesh, tcfg, stage)
     batch = abstract_batch(model_cfg, device_mesh, batch_size, seq_len)
     state_sh = jax.tree.map(lambda x: x.sharding, state)
     step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum, seed=tcfg.seed),

@@ -32,6 +32,7 @@ flags.DEFINE_string("out", None, "convert-data / export: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
 flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
 flags.DEFINE_string("mesh", "", "compile: mesh size overrides, e.g. data=1,fsdp=8,tensor=1.")
+flags.DEFINE_string("stage", None, "compile: recipe stage to compile (default: the last one).")
 flags.DEFINE_integer("batch_size", None, "compile: global batch (default: the config's).")
 flags.DEFINE_integer("seq_len", None, "compile: tokens per example (default: the longest bucket).")
 flags.DEFINE_string("checkpoint", None, "export: training run directory (its newest checkpoint is exported).")
@@ -110,7 +111,7 @@ def cmd_compile() -> None:
     from vlm_jax.aot import compile_train_step, parse_mesh
 
     report = compile_train_step(_CONFIG.value, FLAGS.topology, parse_mesh(FLAGS.mesh), FLAGS.batch_size,
-                                FLAGS.seq_len)
+                                FLAGS.seq_len, FLAGS.stage)
     print(report.table())
     if not report.fits:
         raise SystemExit(1)
