@@ -160,3 +160,18 @@ def test_tfds_source_reads_an_array_record_tfds_dataset_without_tensorflow(tmp_p
         assert example["conversations"] == conversation(k) and example["meta"] == {"k": k}
     assert "tensorflow" not in sys.modules
     assert any("train.array_record-" in f for f in os.listdir(tmp_path / "tiny_vlm_qa/1.0.0"))
+
+
+def test_tfds_benchmark_records(tmp_path):
+    from vlm_jax.evaluate.benchmark_loading import load_benchmark
+
+    TinyVlmQa(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    records = {r.question_id: r for r in load_benchmark("tfds", "tiny_vlm_qa:test", str(tmp_path))}
+    assert sorted(records) == ["t4", "t5"]
+    for k in (4, 5):
+        turns = conversation(k)
+        assert records[f"t{k}"].question == turns[0]["value"].replace("<image>", "").strip()
+        assert records[f"t{k}"].answers == (turns[1]["value"],)
+        assert records[f"t{k}"].image == png_bytes(6, 6, seed=k)
+    with pytest.raises(ValueError, match="NAME:SPLIT"):
+        load_benchmark("tfds", "tiny_vlm_qa", str(tmp_path))

@@ -47,8 +47,9 @@ flags.DEFINE_float("top_p", 1.0, "generate: nucleus mass when sampling (1: off).
 flags.DEFINE_float("repetition_penalty", 1.0, "generate: > 1 discourages repeated ids (1: off).")
 flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
 flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this text (repeatable).")
-flags.DEFINE_string("benchmark", None, "eval: entitygrid|textvqa|docvqa|chartqa|pope|mme|mmbench|scienceqa|jsonl.")
-flags.DEFINE_string("data", None, "eval: the benchmark's file (MME: its folder); entitygrid is generated.")
+flags.DEFINE_string("benchmark", None, "eval: entitygrid|textvqa|docvqa|chartqa|pope|mme|mmbench|scienceqa|jsonl|tfds.")
+flags.DEFINE_string("data", None,
+                    "eval: the benchmark's file (MME: its folder; tfds: NAME:SPLIT); entitygrid is generated.")
 flags.DEFINE_integer("eval_size", None, "eval: EntityGrid-QA test examples (default: the config's eval_source).")
 flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: config.data.batch_size).")
 FLAGS = flags.FLAGS

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vlm_jax.data.build import build_source
+from vlm_jax.data.sources import TfdsSource
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER
 from vlm_jax.evaluate.benchmark_scoring import check_benchmark
 from vlm_jax.evaluate.benchmarks import (
@@ -57,6 +58,23 @@ def entitygrid_records(source: Sequence[dict[str, Any]]) -> list[BenchmarkRecord
     return records
 
 
+def conversation_records(source: Sequence[dict[str, Any]]) -> list[BenchmarkRecord]:
+    """Raw conversation examples (the data contract; e.g. a TFDS data source in ``tfds_features`` format) as
+    records: the first human turn (without ``<image>``) is the question, the first answer the reference."""
+    records = []
+    for i in range(len(source)):
+        raw = source[i]
+        turns = raw.get("conversations") or []
+        human = next((t["value"] for t in turns if t["from"] == "human"), None)
+        if human is None:
+            raise ValueError(f"example {i} ({raw.get('id')!r}) has no human turn")
+        answers = tuple(t["value"] for t in turns if t["from"] == "gpt")[:1]
+        question = human.replace(IMAGE_PLACEHOLDER, "").strip()
+        records.append(BenchmarkRecord(question_id=raw["id"], image=raw["image"], question=question, prompt=question,
+                                       answers=answers, extra=dict(raw.get("meta") or {})))
+    return records
+
+
 def entitygrid_test_source(config, size: int | None = None) -> dict[str, Any]:
     """The source config of the generated test split of a run ``config`` (module docstring)."""
     data = config.data
@@ -94,8 +112,8 @@ def _read_mme(path: str, image_root: str | None) -> list[BenchmarkRecord]:
 
 def load_benchmark(benchmark: str, data: str | None = None, image_root: str | None = None, *,
                    config=None, size: int | None = None) -> list[BenchmarkRecord]:
-    """Records of ``benchmark`` read from ``data`` (a file or, for MME, a folder); ``entitygrid`` takes the
-    run ``config`` and an optional ``size`` instead."""
+    """Records of ``benchmark`` read from ``data`` (a file or, for MME, a folder; for ``tfds`` ``NAME:SPLIT``
+    with ``image_root`` as the TFDS data_dir); ``entitygrid`` takes the run ``config`` and an optional ``size``."""
     check_benchmark(benchmark)
     if benchmark == "entitygrid":
         if data is not None or config is None:
@@ -103,6 +121,11 @@ def load_benchmark(benchmark: str, data: str | None = None, image_root: str | No
         return entitygrid_records(build_source(entitygrid_test_source(config, size)))
     if data is None:
         raise ValueError(f"benchmark {benchmark!r} needs its data file (--data)")
+    if benchmark == "tfds":  # --data=NAME:SPLIT, --image_root = the TFDS data_dir (optional)
+        name, sep, split = data.partition(":")
+        if not sep:
+            raise ValueError(f"tfds benchmarks take --data=NAME:SPLIT, got {data!r}")
+        return conversation_records(TfdsSource(name, split, image_root))
     if not os.path.exists(data):
         raise FileNotFoundError(f"benchmark data {data!r} not found")
     if benchmark == "mmbench":

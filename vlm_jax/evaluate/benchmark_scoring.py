@@ -11,7 +11,7 @@ answers (unlabelled test splits) are counted but not scored. The metric per benc
   pope                 ``pope_scores`` (f1 is the headline number)
   mme                  ``mme_scores`` (perception / cognition sums)
   entitygrid           ``entitygrid_scores`` (per task: all / edge / non_edge / discrepancy; overall)
-  jsonl                ``exact_match``: the stripped, lowercased prediction equals one answer
+  jsonl, tfds          ``exact_match``: the stripped, lowercased prediction equals one answer
 
 Every summary also holds ``examples`` (rows) and ``scored`` (rows with answers).
 """
@@ -33,7 +33,7 @@ from vlm_jax.evaluate.metrics import (
     vqa_accuracy,
 )
 
-BENCHMARKS = ("entitygrid", "textvqa", "docvqa", "chartqa", "pope", "mme", "mmbench", "scienceqa", "jsonl")
+BENCHMARKS = ("entitygrid", "textvqa", "docvqa", "chartqa", "pope", "mme", "mmbench", "scienceqa", "jsonl", "tfds")
 
 
 def check_benchmark(benchmark: str) -> None:
