@@ -23,6 +23,7 @@ from flax import nnx
 from vlm_jax.hires.slime.config import ResamplerConfig
 from vlm_jax.nn.attention import dot_product_attention
 from vlm_jax.nn.layers import Dense, LayerNorm
+from vlm_jax.vision.posemb import bicubic_matrix
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -46,29 +47,6 @@ def sincos_2d(dim: int, grid: int) -> np.ndarray:
         raise ValueError(f"2-D sin-cos position embedding needs dim % 4 == 0, got {dim}")
     rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
     return np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
-
-
-def cubic_weight(s: np.ndarray, a: float = -0.75) -> np.ndarray:
-    """Keys cubic convolution kernel with PyTorch's ``a = -0.75``."""
-    s = np.abs(s)
-    near = ((a + 2) * s - (a + 3)) * s * s + 1
-    far = ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
-    return np.where(s <= 1, near, np.where(s < 2, far, 0.0))
-
-
-def bicubic_matrix(src: int, dst: int) -> np.ndarray:
-    """``[dst, src]`` linear map of 1-D bicubic resizing, ``align_corners=False``, border indices clamped
-    (PyTorch ``upsample_bicubic2d``: source coordinate ``(i + 0.5)·src/dst - 0.5``, not clamped at 0)."""
-    if src == dst:
-        return np.eye(src)
-    out = np.zeros((dst, src))
-    for i in range(dst):
-        x = (i + 0.5) * (src / dst) - 0.5
-        x0 = int(np.floor(x))
-        t = x - x0
-        for offset in (-1, 0, 1, 2):
-            out[i, min(max(x0 + offset, 0), src - 1)] += cubic_weight(np.float64(t - offset))
-    return out
 
 
 @functools.lru_cache(maxsize=32)
