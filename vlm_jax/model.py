@@ -89,8 +89,13 @@ class VLM(nnx.Module):
         feats, cls = self._vision(batch["pixels"], tile_mask, grid)
         side = cfg.patch_side
         if self.slime is not None:
-            visual, valid, _ = self.slime(feats, tile_mask, grid, text_embeds, batch["prompt_mask"], train=train,
-                                          rng=rng)
+            scfg = cfg.slime
+            guide = batch["prompt_mask"] if scfg.text_tokens == "instruction" else batch["valid"] & ~batch["image_slots"]
+            separator = None
+            if scfg.separator == "token":
+                separator = self.llm.embed(jnp.full((1, 1), scfg.separator_token_id, jnp.int32))[0, 0]
+            visual, valid, _ = self.slime(feats, tile_mask, grid, text_embeds, guide, train=train, rng=rng,
+                                          separator_embed=separator)
             return visual, valid
         if self.dem is not None:
             n = cfg.dual_n

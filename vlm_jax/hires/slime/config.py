@@ -57,6 +57,10 @@ class SlimeConfig:
       top_p: default selection mass γ (0.95 in stage III and inference; 1.0 keeps every token).
       separator: ``"learned"`` (a trained ``[D]`` vector, [inferred] default) or ``"token"`` (the LLM input
         embedding of ``separator_token_id``, passed in by the model — the code's choice, id 1919).
+      text_tokens: which text tokens guide the selection (§6.4 step 4): ``"instruction"`` (default, the
+        batch's ``prompt_mask``: human-turn text only) or ``"all"`` (every valid non-image token, answers
+        included: the code's training behaviour, which leaks the labels into the selection and differs from
+        inference, where no answer exists yet — hence not the default).
     """
 
     global_grid: int = 24
@@ -75,6 +79,7 @@ class SlimeConfig:
     top_p: float = 0.95
     separator: str = "learned"
     separator_token_id: int = 1919
+    text_tokens: str = "instruction"
 
     def __post_init__(self):
         if self.gate not in GATE_FORMS:
@@ -83,6 +88,8 @@ class SlimeConfig:
             raise ValueError(f"SlimeConfig.reduce={self.reduce!r}; known: {REDUCTIONS}")
         if self.separator not in SEPARATORS:
             raise ValueError(f"SlimeConfig.separator={self.separator!r}; known: {SEPARATORS}")
+        if self.text_tokens not in ("instruction", "all"):
+            raise ValueError(f"SlimeConfig.text_tokens={self.text_tokens!r}; known: ('instruction', 'all')")
         if self.expert not in (-1, 0, 1):
             raise ValueError(f"SlimeConfig.expert={self.expert}; use -1 (gate), 0 (MLP) or 1 (resampler)")
         if self.global_only and self.local_only:
