@@ -5,8 +5,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
 from tiny_models import random_batch
+
 from vlm_jax import presets
 from vlm_jax.model import VLM, VLMConfig
 
