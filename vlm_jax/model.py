@@ -41,6 +41,12 @@ from vlm_jax.vision.vit import ViT
 
 __all__ = ["VLM", "VLMConfig", "dummy_batch"]
 
+
+def _optional(enabled, make):
+    """A submodule of an optional stage: built when ``enabled``, else ``None`` (kept as NNX data)."""
+    return nnx.data(make() if enabled else None)
+
+
 class VLM(nnx.Module):
     """Vision tower + optional high-res stages + projector + decoder. Call on a Batch dict → logits."""
 
@@ -50,14 +56,14 @@ class VLM(nnx.Module):
         dtype, pdtype = DTYPES[cfg.llm.dtype], DTYPES[cfg.llm.param_dtype]
         kw = dict(dtype=dtype, param_dtype=pdtype, rngs=rngs)
         self.vision = ViT(cfg.vision, rngs=rngs)
-        optional = lambda on, make: nnx.data(make() if on else None)  # noqa: E731
-        self.slice_restore = optional(cfg.slice_restore, lambda: SliceRestoreAdapter(cfg.slice_restore, dv, rngs=rngs))
-        self.dem = optional(cfg.dem, lambda: DualPerspectiveEnhancement(cfg.dem, dv, **kw))
-        self.self_mining = optional(cfg.self_mining, lambda: SelfMiningSampler(cfg.self_mining, dv, rngs=rngs))
-        self.gswa = optional(cfg.gswa, lambda: GSWA(cfg.gswa, dv, rngs=rngs))
-        self.slime = optional(cfg.slime, lambda: SlimeConnector(cfg.slime, dv, d, rngs=rngs))
-        self.projector = optional(cfg.slime is None, lambda: build_projector(cfg.projector, dv, d, **kw))
-        self.image_newline = optional(cfg.layout == "anyres", lambda: nnx.Param(
+        self.slice_restore = _optional(cfg.slice_restore,
+                                       lambda: SliceRestoreAdapter(cfg.slice_restore, dv, rngs=rngs))
+        self.dem = _optional(cfg.dem, lambda: DualPerspectiveEnhancement(cfg.dem, dv, **kw))
+        self.self_mining = _optional(cfg.self_mining, lambda: SelfMiningSampler(cfg.self_mining, dv, rngs=rngs))
+        self.gswa = _optional(cfg.gswa, lambda: GSWA(cfg.gswa, dv, rngs=rngs))
+        self.slime = _optional(cfg.slime, lambda: SlimeConnector(cfg.slime, dv, d, rngs=rngs))
+        self.projector = _optional(cfg.slime is None, lambda: build_projector(cfg.projector, dv, d, **kw))
+        self.image_newline = _optional(cfg.layout == "anyres", lambda: nnx.Param(
             jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",)))
         self.llm = Decoder(cfg.llm, rngs=rngs)
 
