@@ -151,3 +151,11 @@ def assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:
     sharding = getattr(target, "sharding", None)
     arr = jnp.asarray(value, dtype=target.dtype)
     variable.set_value(jax.device_put(arr, sharding) if sharding is not None else arr)
+
+
+def check_all_set(module: nnx.Module) -> None:
+    """Raise if a parameter of an abstractly created ``module`` (``nnx.eval_shape``) was never loaded."""
+    unset = [jax.tree_util.keystr(p) for p, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(module))
+             if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if unset:
+        raise CheckpointError(f"{len(unset)} parameters not set from the checkpoint, e.g. {unset[:5]}")

@@ -28,11 +28,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 from flax import nnx
 
-from vlm_jax.interop.checkpoint_io import CheckpointError, TensorSource, assign
+from vlm_jax.interop.checkpoint_io import CheckpointError, TensorSource, assign, check_all_set
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.nn.rope import RopeScaling
@@ -162,10 +161,7 @@ def load_decoder(decoder: Decoder, source: TensorSource) -> Decoder:
         if key.endswith("rotary_emb.inv_freq"):
             source.get(key)
     source.check_all_used()
-    unset = [jax.tree_util.keystr(p) for p, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(decoder))
-             if isinstance(leaf, jax.ShapeDtypeStruct)]
-    if unset:
-        raise CheckpointError(f"parameters not set from the checkpoint: {unset}")
+    check_all_set(decoder)
     return decoder
 
 

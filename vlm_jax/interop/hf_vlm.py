@@ -23,11 +23,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 from flax import nnx
 
-from vlm_jax.interop.checkpoint_io import CheckpointError, TensorSource, assign
+from vlm_jax.interop.checkpoint_io import TensorSource, assign, check_all_set
 from vlm_jax.interop.hf_lm import lm_config_from_hf, load_decoder
 from vlm_jax.interop.hf_vision import _ACTS as HF_ACTIVATIONS
 from vlm_jax.interop.hf_vision import load_vit, vit_config_from_hf
@@ -159,10 +158,7 @@ def load_vlm(model: VLM, source: TensorSource) -> VLM:
         assign(model.image_newline, source.get("image_newline"), "image_newline")
     load_decoder(model.llm, source.sub("language_model."))
     source.check_all_used(ignore=("vision_tower.",))  # the tower view skips tensors it knowingly drops
-    unset = [jax.tree_util.keystr(p) for p, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model))
-             if isinstance(leaf, jax.ShapeDtypeStruct)]
-    if unset:
-        raise CheckpointError(f"parameters not set from the checkpoint: {unset[:5]}")
+    check_all_set(model)
     return model
 
 
