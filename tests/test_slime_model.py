@@ -19,7 +19,7 @@ def _model(**slime):
 
 
 def _visual(model, batch):
-    out, valid = model.encode_images(batch, model.llm.embed(jnp.asarray(batch["tokens"])))
+    out, valid, _ = model.encode_images(batch, model.llm.embed(jnp.asarray(batch["tokens"])))
     return np.asarray(out), np.asarray(valid)
 
 

@@ -17,34 +17,46 @@ slots of :class:`~vlm_jax.model_config.VLMConfig`.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vlm_jax.hires.dual_perspective import DualPerspectiveEnhancement
-from vlm_jax.hires.gswa import GSWA, apply_tile_weights
 from vlm_jax.hires.merge import anyres_tokens, flat_tokens, scatter_visual
-from vlm_jax.hires.self_mining import SelfMiningSampler
-from vlm_jax.hires.slice_restore import SliceContext, SliceRestoreAdapter
-from vlm_jax.hires.slime.connector import SlimeConnector
+from vlm_jax.hires.stage_impls import Guide, Maps
 from vlm_jax.lm.config import DTYPES
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.nn.attention import ar_mask
 from vlm_jax.projectors import build_projector
 from vlm_jax.sharding import constrain
+from vlm_jax.stages import STAGES, Site, Stage, ViewGroup, active_stages
 from vlm_jax.vision.vit import ViT
 
 __all__ = ["VLM", "VLMConfig", "dummy_batch"]
 
 
-def _optional(enabled, make):
-    """A submodule of an optional stage: built when ``enabled``, else ``None`` (kept as NNX data)."""
-    return nnx.data(make() if enabled else None)
+class EncodedImages(NamedTuple):
+    """Visual tokens ``[B, V, D]``, their ``valid bool [B, V]`` (a prefix) and the stages' decisions."""
+
+    tokens: jax.Array
+    valid: jax.Array
+    aux: dict[str, jax.Array]
+
+
+def stage_impl(spec: Stage):
+    """The device-side implementation a stage declaration names (``"module:attribute"``)."""
+    module, _, attribute = spec.implementation.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _compose(first, second):
+    return lambda x: second(first(x))
 
 
 class VLM(nnx.Module):
@@ -56,28 +68,30 @@ class VLM(nnx.Module):
         dtype, pdtype = DTYPES[cfg.llm.dtype], DTYPES[cfg.llm.param_dtype]
         kw = dict(dtype=dtype, param_dtype=pdtype, rngs=rngs)
         self.vision = ViT(cfg.vision, rngs=rngs)
-        self.slice_restore = _optional(cfg.slice_restore,
-                                       lambda: SliceRestoreAdapter(cfg.slice_restore, dv, rngs=rngs))
-        self.dem = _optional(cfg.dem, lambda: DualPerspectiveEnhancement(cfg.dem, dv, **kw))
-        self.self_mining = _optional(cfg.self_mining, lambda: SelfMiningSampler(cfg.self_mining, dv, rngs=rngs))
-        self.gswa = _optional(cfg.gswa, lambda: GSWA(cfg.gswa, dv, rngs=rngs))
-        self.slime = _optional(cfg.slime, lambda: SlimeConnector(cfg.slime, dv, d, rngs=rngs))
-        self.projector = _optional(cfg.slime is None, lambda: build_projector(cfg.projector, dv, d, **kw))
-        self.image_newline = _optional(cfg.layout == "anyres", lambda: nnx.Param(
-            jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",)))
+        for name, spec in STAGES.items():
+            enabled = getattr(cfg, name) is not None
+            setattr(self, name, nnx.data(stage_impl(spec).build(cfg, {"vision": dv, "llm": d}, kw) if enabled else None))
+        self.projector = nnx.data(None if self._at(Site.CONNECTOR) else build_projector(cfg.projector, dv, d, **kw))
+        self.image_newline = nnx.data(nnx.Param(
+            jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",))
+            if cfg.layout == "anyres" else None)
         self.llm = Decoder(cfg.llm, rngs=rngs)
 
-    def _vision(self, pixels: jax.Array, tile_mask: jax.Array, grid: jax.Array):
-        """ViT over all views at once (SliceRestore hooks inside) → ``feats [B, N, P(+1), Dv]``, ``cls [B, N, Dv]``."""
-        cfg = self.cfg
+    def _at(self, site: Site) -> list[tuple[object, nnx.Module]]:
+        """``(implementation, module)`` of the configured stages acting at ``site``."""
+        return [(stage_impl(spec), getattr(self, spec.name)) for spec, _ in active_stages(self.cfg, STAGES)
+                if spec.site == site]
+
+    def _vision(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array | None]:
+        """ViT over all views at once (VIT-site stage hooks inside) → ``feats [B, N, P(+1), Dv]``, ``cls [B, N, Dv]``."""
+        cfg, pixels = self.cfg, batch["pixels"]
         b, n = pixels.shape[:2]
         flat = constrain(pixels.reshape(b * n, *pixels.shape[2:]), ("act_batch", None, None, None))
-        hooks = None
-        if self.slice_restore is not None:
-            side = cfg.patch_side
-            ctx = SliceContext(grid, tile_mask, (side, side), 1 if cfg.global_view == "first" else 0)
-            hooks = self.slice_restore.hooks(ctx)
-        out = self.vision(flat, select_layer=cfg.select_layer, hooks=hooks)
+        hooks = {}
+        for impl, module in self._at(Site.VIT):
+            for layer, hook in impl.hooks(module, cfg, batch).items():
+                hooks[layer] = hook if layer not in hooks else _compose(hooks[layer], hook)
+        out = self.vision(flat, select_layer=cfg.select_layer, hooks=hooks or None)
         feats = out.patches
         if cfg.keep_cls and out.cls is not None:
             feats = jnp.concatenate([out.cls[:, None], feats], axis=1)
@@ -85,42 +99,37 @@ class VLM(nnx.Module):
         return feats.reshape(b, n, *feats.shape[1:]), cls
 
     def encode_images(self, batch: Mapping[str, jax.Array], text_embeds: jax.Array | None = None, *,
-                      train: bool = False, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        """Batch pixels ``[B, N, H, W, 3]`` → visual tokens ``[B, V, D]`` and ``valid [B, V]`` (a prefix).
+                      train: bool = False, rng: jax.Array | None = None) -> EncodedImages:
+        """Batch pixels ``[B, N, H, W, 3]`` → visual tokens ``[B, V, D]``, ``valid [B, V]`` (a prefix) and the
+        stages' decisions (``aux``: GSWA's view weights ``[B, N]``, SliME's kept local tokens ``[B]``).
 
-        ``text_embeds [B, L, D]`` (with ``batch["prompt_mask"]``) guide SliME's token selection.
+        Folds over the configured stages in site order (:mod:`vlm_jax.stages`): VIT hooks → FEATURES
+        regrouping → projector (or the CONNECTOR) → TOKENS → layout. ``text_embeds [B, L, D]`` guide SliME.
         """
         cfg = self.cfg
-        tile_mask, grid = batch["tile_mask"], batch["grid"]
-        feats, cls = self._vision(batch["pixels"], tile_mask, grid)
-        side = cfg.patch_side
-        if self.slime is not None:
-            scfg = cfg.slime
-            guide = batch["prompt_mask"] if scfg.text_tokens == "instruction" else batch["valid"] & ~batch["image_slots"]
-            separator = None
-            if scfg.separator == "token":
-                separator = self.llm.embed(jnp.full((1, 1), scfg.separator_token_id, jnp.int32))[0, 0]
-            visual, valid, _ = self.slime(feats, tile_mask, grid, text_embeds, guide, train=train, rng=rng,
-                                          separator_embed=separator)
-            return visual, valid
-        if self.dem is not None:
-            n = cfg.dual_n
-            fused = self.dem(feats, grid_hw=(side, side), n_rows=n, n_cols=n)
-            return flat_tokens(self.projector(fused[:, None], (side, side)), tile_mask[:, :1])
-        if self.self_mining is not None:  # global view keeps its tokens; slices are compressed
-            glob = self.projector(feats[:, :1], (side, side))
-            local = self.projector(self.self_mining(feats[:, 1:], (side, side)), (side, side))
-            (g, g_valid), (loc, l_valid) = flat_tokens(glob, tile_mask[:, :1]), flat_tokens(local, tile_mask[:, 1:])
-            return jnp.concatenate([g, loc], axis=1), jnp.concatenate([g_valid, l_valid], axis=1)
-        tokens = self.projector(feats, (side, side))
-        tokens = constrain(tokens, ("act_batch", None, None, "act_embed"))
-        if self.gswa is not None:  # after the projector: its LayerNorm would cancel the weights (§3.2)
-            weights = self.gswa(cls, tile_mask, global_index=0 if cfg.global_view == "first" else -1)
-            tokens = apply_tile_weights(tokens, weights)
+        feats, cls = self._vision(batch)
+        maps = [Maps(ViewGroup("views", cfg.max_views, cfg.patch_side), feats, batch["tile_mask"])]
+        aux: dict[str, jax.Array] = {}
+        for impl, module in self._at(Site.FEATURES):
+            maps = impl.features(module, cfg, maps, batch)
+        for impl, module in self._at(Site.CONNECTOR):
+            slime = cfg.slime
+            text_mask = batch["prompt_mask"] if slime.text_tokens == "instruction" else \
+                batch["valid"] & ~batch["image_slots"]
+            guide = Guide(text_embeds, text_mask, self.llm.embed, train, rng)
+            return EncodedImages(*impl.connect(module, cfg, maps, batch, guide, aux), aux)
+        maps = [m.with_x(constrain(self.projector(m.x, (m.group.side,) * 2), ("act_batch", None, None, "act_embed")))
+                for m in maps]
+        for impl, module in self._at(Site.TOKENS):
+            maps = impl.tokens(module, cfg, maps, cls, batch, aux)
         if cfg.layout == "anyres":
-            return anyres_tokens(tokens, grid, batch["orig_size"], self.image_newline[...], side,
-                                 cfg.visual_capacity)
-        return flat_tokens(tokens, tile_mask)
+            (views,) = maps
+            tokens, valid = anyres_tokens(views.x, batch["grid"], batch["orig_size"], self.image_newline[...],
+                                          cfg.patch_side, cfg.visual_capacity)
+            return EncodedImages(tokens, valid, aux)
+        parts = [flat_tokens(m.x, m.mask) for m in maps]
+        return EncodedImages(jnp.concatenate([p[0] for p in parts], axis=1),
+                             jnp.concatenate([p[1] for p in parts], axis=1), aux)
 
     def embed_inputs(self, batch: Mapping[str, jax.Array], *, train: bool = False,
                      rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -132,7 +141,7 @@ class VLM(nnx.Module):
         embeds = self.llm.embed(batch["tokens"])
         valid = batch["valid"]
         if "pixels" in batch:
-            visual, visual_valid = self.encode_images(batch, embeds, train=train, rng=rng)
+            visual, visual_valid, _ = self.encode_images(batch, embeds, train=train, rng=rng)
             embeds, filled = scatter_visual(embeds, batch["image_slots"], visual, visual_valid)
             valid = valid & ~(batch["image_slots"] & ~filled)
         return constrain(embeds, ("act_batch", "act_len", "act_embed")), valid

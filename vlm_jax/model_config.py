@@ -1,17 +1,9 @@
 """``VLMConfig``: towers, projector, layout and the optional high-resolution stages, plus the token
 geometry shared by the host (how many image slots a prompt needs) and the device (static capacities).
 
-Stage slots (DESIGN.md: one implementation per slot, every paper a preset):
-
-=================  ==========================================================  ====================
-field              what                                                        paper
-=================  ==========================================================  ====================
-slice_restore      adapter inside chosen ViT layers (merge slices → fuse → split)  HiRes-LLaVA §4.2
-dem                dual-perspective enhancement of the 2n²+1 DCM views → 1 map    INF-LLaVA §5
-self_mining        per-slice pooled-query compression (global view kept)          HiRes-LLaVA §4.2
-gswa               per-view weights on the projector output                       SleighVL §3.2
-slime              global adapter mixture + local compression + text selection   SliME §6
-=================  ==========================================================  ====================
+The optional high-resolution stages (``slice_restore``, ``dem``, ``self_mining``, ``gswa``, ``slime``) are
+declared in :mod:`vlm_jax.stages.registry`; validation and the token geometry fold over those declarations
+(:mod:`vlm_jax.stages.tokens`), so a combination either works or is refused here, naming both stages.
 """
 
 from __future__ import annotations
@@ -21,21 +13,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vlm_jax import stages
 from vlm_jax.config_util import check_keys
 from vlm_jax.hires.dual_perspective import DEMConfig
 from vlm_jax.hires.gswa import GSWAConfig
-from vlm_jax.hires.merge import anyres_capacity, anyres_num_tokens
 from vlm_jax.hires.self_mining import SelfMiningConfig
 from vlm_jax.hires.slice_restore import SliceRestoreConfig
 from vlm_jax.hires.slime.config import SlimeConfig
-from vlm_jax.hires.slime.connector import num_image_slots, num_visual_tokens_capacity
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.projectors import ProjectorConfig
 from vlm_jax.vision.config import ViTConfig
 
 LAYOUTS = ("flat", "anyres")
 GLOBAL_VIEWS = ("first", "last", "none")
-STAGES = {"slice_restore": SliceRestoreConfig, "dem": DEMConfig, "self_mining": SelfMiningConfig,
+STAGE_CONFIGS = {"slice_restore": SliceRestoreConfig, "dem": DEMConfig, "self_mining": SelfMiningConfig,
           "gswa": GSWAConfig, "slime": SlimeConfig}
 
 
@@ -79,17 +70,7 @@ class VLMConfig:
             raise ValueError("the internvl projector needs a square patch map: keep_cls must be False")
         if self.layout == "anyres" and self.max_views < 2:
             raise ValueError("anyres needs max_views >= 2 (base view + at least one tile)")
-        if self.gswa is not None and not self.vision.cls_token:
-            raise ValueError("GSWA weighs views by their CLS token: the ViT needs cls_token=True")
-        if self.dem is not None:
-            self.dual_n  # validates max_views = 2n² + 1
-        if (self.self_mining is not None or self.slime is not None) and self.global_view != "first":
-            raise ValueError("self_mining / slime expect the global view first (global_view='first')")
-        exclusive = [n for n in ("dem", "self_mining", "slime") if getattr(self, n) is not None]
-        if len(exclusive) > 1:
-            raise ValueError(f"stages {exclusive} all replace the per-view feature path; choose one")
-        if (self.slime is not None or self.dem is not None or self.self_mining is not None) and self.layout != "flat":
-            raise ValueError("dem / self_mining / slime produce their own token layout: use layout='flat'")
+        stages.validate(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VLMConfig":
@@ -97,7 +78,7 @@ class VLMConfig:
         d = dict(d)
         d = check_keys(cls, d, "model config")
         proj = check_keys(ProjectorConfig, d.pop("projector", {}) or {}, "projector")
-        for name, stage_cls in STAGES.items():
+        for name, stage_cls in STAGE_CONFIGS.items():
             if d.get(name) is not None:
                 d[name] = stage_cls.from_dict(dict(d[name]))
         return cls(vision=ViTConfig.from_dict(d.pop("vision")), llm=LMConfig.from_dict(d.pop("llm")),
@@ -133,39 +114,14 @@ class VLMConfig:
 
     @property
     def tokens_per_view(self) -> int:
-        """LLM tokens one full view yields (after pixel shuffle for InternVL; CLS counted when kept)."""
-        if self.projector.kind == "internvl":
-            return int(round(self.patch_side ** 2 * self.projector.downsample ** 2))
-        return self.patch_side ** 2 + int(self.keep_cls)
-
-    @property
-    def tokens_per_slice(self) -> int:
-        """Self-Mining output tokens of one slice: ``(side/r)²``."""
-        return (self.patch_side // self.self_mining.ratio) ** 2
+        """LLM tokens one full tiler view yields (after pixel shuffle for InternVL; CLS counted when kept)."""
+        return stages.map_tokens(self, stages.ViewGroup("views", 1, self.patch_side))
 
     @property
     def visual_capacity(self) -> int:
         """Static length ``V`` of the visual token sequence of one example."""
-        if self.slime is not None:
-            return num_visual_tokens_capacity(self.slime, self.max_views, self.patch_side ** 2)
-        if self.dem is not None:
-            return self.tokens_per_view
-        if self.self_mining is not None:
-            return self.tokens_per_view + (self.max_views - 1) * self.tokens_per_slice
-        if self.layout == "anyres":
-            return anyres_capacity(self.max_views, self.patch_side)
-        return self.max_views * self.tokens_per_view
+        return stages.visual_capacity(self)
 
     def num_image_tokens(self, n_views: int, grid: tuple[int, int], orig_size: tuple[int, int]) -> int:
         """Image placeholder tokens the prompt of one example needs (host side)."""
-        if n_views > self.max_views:
-            raise ValueError(f"{n_views} views exceed max_views={self.max_views}")
-        if self.slime is not None:
-            return num_image_slots(self.slime, n_views - 1, self.patch_side ** 2)
-        if self.dem is not None:
-            return self.tokens_per_view
-        if self.self_mining is not None:
-            return self.tokens_per_view + (n_views - 1) * self.tokens_per_slice
-        if self.layout == "anyres":
-            return anyres_num_tokens(grid[0], grid[1], orig_size[0], orig_size[1], self.patch_side)
-        return n_views * self.tokens_per_view
+        return stages.num_image_tokens(self, n_views, grid, orig_size)

@@ -16,7 +16,8 @@ from typing import Any
 
 from vlm_jax.interop.hf_vlm import vlm_config_from_hf
 from vlm_jax.lm.config import LMConfig
-from vlm_jax.model_config import STAGES, VLMConfig
+from vlm_jax.model_config import VLMConfig
+from vlm_jax.stages import STAGES
 from vlm_jax.vision.config import ViTConfig
 
 FAMILIES = {"llava": "LlavaForConditionalGeneration", "llava_next": "LlavaNextForConditionalGeneration",
