@@ -34,10 +34,10 @@ def _tiler_views(stage: Stage, views: Views) -> ViewGroup:
     return group
 
 
-def _global_first(stage: Stage, cfg: VLMConfig) -> None:
-    if cfg.global_view != "first":
-        raise StageConflict(f"stage {stage.name!r} ({stage.paper}) reads the global view as view 0: it needs "
-                            f"global_view='first', got {cfg.global_view!r}")
+def _global_view_at(stage: Stage, cfg: VLMConfig, where: str) -> None:
+    if cfg.global_view != where:
+        raise StageConflict(f"stage {stage.name!r} ({stage.paper}) reads the global view as the {where} view: it "
+                            f"needs global_view={where!r}, got {cfg.global_view!r}")
 
 
 class SliceRestore(Stage):
@@ -54,6 +54,7 @@ class DualPerspective(Stage):
     implementation = f"{IMPLEMENTATIONS}:DualPerspectiveStage"
 
     def check(self, cfg: VLMConfig, stage_cfg: Any) -> None:
+        _global_view_at(self, cfg, "last")  # the low-resolution view follows the 2n² crops
         cfg.dual_n  # noqa: B018 — validates max_views = 2n² + 1
 
     def regroup(self, cfg: VLMConfig, stage_cfg: Any, views: Views) -> Views:
@@ -68,7 +69,7 @@ class SelfMining(Stage):
     implementation = f"{IMPLEMENTATIONS}:SelfMiningStage"
 
     def check(self, cfg: VLMConfig, stage_cfg: Any) -> None:
-        _global_first(self, cfg)
+        _global_view_at(self, cfg, "first")
         if cfg.patch_side % stage_cfg.ratio:
             raise StageConflict(f"stage 'self_mining': the {cfg.patch_side}x{cfg.patch_side} patch map of a view "
                                 f"is not divisible by ratio={stage_cfg.ratio}")
@@ -102,7 +103,7 @@ class Slime(Stage):
     implementation = f"{IMPLEMENTATIONS}:SlimeStage"
 
     def check(self, cfg: VLMConfig, stage_cfg: Any) -> None:
-        _global_first(self, cfg)
+        _global_view_at(self, cfg, "first")
 
     def connector_tokens(self, cfg: VLMConfig, stage_cfg: Any, n_views: int) -> int:
         """Image slots before selection (SliME §6.4): global map, separator, ``local_grid²`` per slice;

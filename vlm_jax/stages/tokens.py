@@ -30,10 +30,10 @@ def map_tokens(cfg: VLMConfig, group: ViewGroup) -> int:
 def validate(cfg: VLMConfig) -> None:
     """Refuse, at config load, any stage combination or stage/model setting that cannot work."""
     stages = active_stages(cfg, STAGES)
+    check_combination(cfg, stages)  # pairs first, so a refused pair is named as such
+    views, producer = fold_views(cfg, stages, cfg.max_views)
     for stage, stage_cfg in stages:
         stage.check(cfg, stage_cfg)
-    check_combination(cfg, stages)
-    views, producer = fold_views(cfg, stages, cfg.max_views)
     connector = _connector(cfg)
     reshaping = producer or (connector[0] if connector else None)
     if reshaping is not None and cfg.layout != "flat":
