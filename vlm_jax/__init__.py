@@ -1,9 +1,7 @@
-"""vlm_jax: high-resolution vision-language models in JAX/Flax NNX."""
+"""vlm_jax: high-resolution vision-language models in JAX/Flax NNX.
 
-from flax import nnx as _nnx
-
-# Parameters are created abstractly (``nnx.eval_shape``) and materialised under
-# ``jax.jit(out_shardings=...)``; flax's eager variable sharding would demand a mesh at creation.
-_nnx.use_eager_sharding(False)
+Importing the package imports no flax: host code (tiling, the data pipeline, configs) stays light in every
+Grain worker. The model side starts at :mod:`vlm_jax.nn`.
+"""
 
 __version__ = "0.1.0"
