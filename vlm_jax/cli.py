@@ -21,6 +21,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vlm_jax.evaluate.benchmark_registry import benchmark_help
 from vlm_jax.tiling.registry import TILERS
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:args]).")
@@ -32,7 +33,7 @@ flags.DEFINE_integer("max_tiles", None, "tiles: shorthand for --tiler_option=max
 flags.DEFINE_multi_string("tiler_option", [], "tiles: a tiler option NAME=VALUE (Python literal), repeatable; "
                           "unset options take the kind's defaults (vlm_jax/tiling/registry.py).")
 flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/JSONL.")
-flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to.")
+flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to; eval: see --benchmark.")
 flags.DEFINE_string("out", None, "convert-data / export: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
 flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
@@ -52,9 +53,8 @@ flags.DEFINE_float("top_p", 1.0, "generate: nucleus mass when sampling (1: off).
 flags.DEFINE_float("repetition_penalty", 1.0, "generate: > 1 discourages repeated ids (1: off).")
 flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
 flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this text (repeatable).")
-flags.DEFINE_string("benchmark", None, "eval: entitygrid|textvqa|docvqa|chartqa|pope|mme|mmbench|scienceqa|jsonl|tfds.")
-flags.DEFINE_string("data", None,
-                    "eval: the benchmark's file (MME: its folder; tfds: NAME:SPLIT); entitygrid is generated.")
+flags.DEFINE_string("benchmark", None, f"eval: one of\n{benchmark_help()}")
+flags.DEFINE_string("data", None, "eval: the benchmark's data (see --benchmark).")
 flags.DEFINE_integer("eval_size", None, "eval: EntityGrid-QA test examples (default: the config's eval_source).")
 flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: config.data.batch_size).")
 FLAGS = flags.FLAGS
