@@ -33,7 +33,8 @@ flags.DEFINE_integer("max_tiles", None, "tiles: shorthand for --tiler_option=max
 flags.DEFINE_multi_string("tiler_option", [], "tiles: a tiler option NAME=VALUE (Python literal), repeatable; "
                           "unset options take the kind's defaults (vlm_jax/tiling/registry.py).")
 flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/JSONL.")
-flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to; eval: see --benchmark.")
+flags.DEFINE_string("image_root", None,
+                    "convert-data: folder the JSON's image paths are relative to; eval: see --benchmark.")
 flags.DEFINE_string("out", None, "convert-data / export: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
 flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
