@@ -12,16 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlm_jax.evaluate.metrics import (
-    anls,
-    entitygrid_scores,
-    extract_choice,
-    mme_scores,
-    pope_scores,
-    relaxed_accuracy,
-    textvqa_accuracy,
-    vqa_accuracy,
-)
+from vlm_jax.evaluate import metrics
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -32,44 +23,44 @@ def _mean(values: Sequence[float]) -> float:
 
 def vqa_metrics(rows: Rows) -> dict[str, float]:
     """Mean ``vqa_accuracy`` and mean ``textvqa_accuracy`` (TextVQA)."""
-    return {"vqa_accuracy": _mean([vqa_accuracy(r["prediction"], r["answers"]) for r in rows]),
-            "textvqa_accuracy": _mean([textvqa_accuracy(r["prediction"], r["answers"]) for r in rows])}
+    return {"vqa_accuracy": _mean([metrics.vqa_accuracy(r["prediction"], r["answers"]) for r in rows]),
+            "textvqa_accuracy": _mean([metrics.textvqa_accuracy(r["prediction"], r["answers"]) for r in rows])}
 
 
 def anls_metric(rows: Rows) -> dict[str, float]:
     """Mean ``anls`` (DocVQA)."""
-    return {"anls": _mean([anls(r["prediction"], r["answers"]) for r in rows])}
+    return {"anls": _mean([metrics.anls(r["prediction"], r["answers"]) for r in rows])}
 
 
 def relaxed_accuracy_metric(rows: Rows) -> dict[str, float]:
     """Mean ``relaxed_accuracy`` against the single label (ChartQA)."""
-    return {"relaxed_accuracy": _mean([relaxed_accuracy(r["prediction"], r["answers"][0]) for r in rows])}
+    return {"relaxed_accuracy": _mean([metrics.relaxed_accuracy(r["prediction"], r["answers"][0]) for r in rows])}
 
 
 def choice_metrics(rows: Rows) -> dict[str, float]:
     """``extract_choice`` then ``accuracy`` of the letter, and the ``unparsed`` fraction (MMBench, ScienceQA)."""
-    choices = [extract_choice(r["prediction"], list(r["options"])) for r in rows]
+    choices = [metrics.extract_choice(r["prediction"], list(r["options"])) for r in rows]
     return {"accuracy": _mean([float(c == r["answers"][0]) for c, r in zip(choices, rows)]),
             "unparsed": _mean([float(c is None) for c in choices])}
 
 
 def pope_metrics(rows: Rows) -> dict[str, float]:
     """``pope_scores`` (f1 is the headline number)."""
-    return pope_scores([r["prediction"] for r in rows], [r["answers"][0] for r in rows])
+    return metrics.pope_scores([r["prediction"] for r in rows], [r["answers"][0] for r in rows])
 
 
 def mme_metrics(rows: Rows) -> dict[str, Any]:
     """``mme_scores`` (perception / cognition sums), grouped by ``extra`` category and image name."""
-    return mme_scores([{"category": r["extra"]["category"], "image": r["extra"]["image_name"],
-                        "prediction": r["prediction"], "answer": r["answers"][0]} for r in rows])
+    return metrics.mme_scores([{"category": r["extra"]["category"], "image": r["extra"]["image_name"],
+                                "prediction": r["prediction"], "answer": r["answers"][0]} for r in rows])
 
 
 def entitygrid_metrics(rows: Rows) -> dict[str, Any]:
     """``entitygrid_scores`` (per task: all / edge / non_edge / discrepancy; overall); answers after the first
     are synonyms."""
-    return entitygrid_scores([{"task": r["extra"]["task"], "edge": r["extra"]["edge"],
-                               "prediction": r["prediction"], "answer": r["answers"][0],
-                               "synonyms": list(r["answers"][1:])} for r in rows])
+    return metrics.entitygrid_scores([{"task": r["extra"]["task"], "edge": r["extra"]["edge"],
+                                       "prediction": r["prediction"], "answer": r["answers"][0],
+                                       "synonyms": list(r["answers"][1:])} for r in rows])
 
 
 def _normalized(text: str) -> str:
