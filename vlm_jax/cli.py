@@ -1,7 +1,7 @@
 """``vlm-jax <command> [flags]``: train | tiles | convert-data | compile | export | generate | eval.
 
     vlm-jax train --config=configs/tiny_entitygrid.py --workdir=/tmp/run [--config.train.log_every=10]
-    vlm-jax tiles --image=photo.jpg --kind=internvl [--tile=448 --max_tiles=12]
+    vlm-jax tiles --image=photo.jpg --kind=internvl [--tile=448 --max_tiles=12 --tiler_option=thumbnail=False]
     vlm-jax convert-data --json=train.json --image_root=images/ --out=shards/ --num_shards=8
     vlm-jax compile --config=configs/internvl2_2b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
         [--batch_size=8 --seq_len=4096]   (exit status 1 when the step does not fit)
@@ -14,20 +14,27 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vlm_jax.evaluate.benchmark_registry import benchmark_help
+from vlm_jax.tiling.registry import TILERS
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:args]).")
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, caches).")
 flags.DEFINE_string("image", None, "tiles / generate: image file.")
-flags.DEFINE_string("kind", "internvl", "tiles: planner kind (internvl, anyres, uhd, dual).")
+flags.DEFINE_enum("kind", "internvl", list(TILERS), "tiles: tiler kind.")
 flags.DEFINE_integer("tile", 448, "tiles: tile size in pixels.")
-flags.DEFINE_integer("max_tiles", 12, "tiles: InternVL maximum tiles.")
+flags.DEFINE_integer("max_tiles", None, "tiles: shorthand for --tiler_option=max_tiles=N (internvl).")
+flags.DEFINE_multi_string("tiler_option", [], "tiles: a tiler option NAME=VALUE (Python literal), repeatable; "
+                          "unset options take the kind's defaults (vlm_jax/tiling/registry.py).")
 flags.DEFINE_string("json", None, "convert-data: LLaVA-style conversation JSON/JSONL.")
-flags.DEFINE_string("image_root", None, "convert-data: folder the JSON's image paths are relative to.")
+flags.DEFINE_string("image_root", None,
+                    "convert-data: folder the JSON's image paths are relative to; eval: see --benchmark.")
 flags.DEFINE_string("out", None, "convert-data / export: output folder.")
 flags.DEFINE_integer("num_shards", 1, "convert-data: number of ArrayRecord shards.")
 flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5p:2x2x2.")
@@ -47,9 +54,8 @@ flags.DEFINE_float("top_p", 1.0, "generate: nucleus mass when sampling (1: off).
 flags.DEFINE_float("repetition_penalty", 1.0, "generate: > 1 discourages repeated ids (1: off).")
 flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
 flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this text (repeatable).")
-flags.DEFINE_string("benchmark", None, "eval: entitygrid|textvqa|docvqa|chartqa|pope|mme|mmbench|scienceqa|jsonl|tfds.")
-flags.DEFINE_string("data", None,
-                    "eval: the benchmark's file (MME: its folder; tfds: NAME:SPLIT); entitygrid is generated.")
+flags.DEFINE_string("benchmark", None, f"eval: one of\n{benchmark_help()}")
+flags.DEFINE_string("data", None, "eval: the benchmark's data (see --benchmark).")
 flags.DEFINE_integer("eval_size", None, "eval: EntityGrid-QA test examples (default: the config's eval_source).")
 flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: config.data.batch_size).")
 FLAGS = flags.FLAGS
@@ -73,27 +79,39 @@ def cmd_train() -> None:
               f"overall {scores['overall']:.3f}")
 
 
+def tiler_options(specs: list[str], max_tiles: int | None) -> dict:
+    """``--tiler_option=NAME=VALUE`` flags (values are Python literals, else strings) and ``--max_tiles``."""
+    options = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            raise app.UsageError(f"--tiler_option={spec!r}: expected NAME=VALUE")
+        if name in options:
+            raise app.UsageError(f"--tiler_option {name} given twice")
+        try:
+            options[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[name] = text
+    if max_tiles is not None:
+        if "max_tiles" in options:
+            raise app.UsageError("max_tiles given both as --max_tiles and as --tiler_option")
+        options["max_tiles"] = max_tiles
+    return options
+
+
 def cmd_tiles() -> None:
     _require("image")
     from vlm_jax import tiling
 
+    tiler = tiling.make_tiler(FLAGS.kind, tile=FLAGS.tile, **tiler_options(FLAGS.tiler_option, FLAGS.max_tiles))
     with open(FLAGS.image, "rb") as f:
         image = tiling.load_image(f.read())
     h, w = image.shape[:2]
-    if FLAGS.kind == "internvl":
-        layout = tiling.plan_internvl(h, w, tile=FLAGS.tile, max_tiles=FLAGS.max_tiles)
-    elif FLAGS.kind == "uhd":
-        layout = tiling.plan_uhd(h, w, tile=FLAGS.tile)
-    elif FLAGS.kind == "dual":
-        layout = tiling.plan_dual(h, w, tile=FLAGS.tile)
-    elif FLAGS.kind == "anyres":
-        t = FLAGS.tile
-        layout = tiling.plan_anyres(h, w, tile=t, pinpoints=[[t, 2 * t], [2 * t, t], [2 * t, 2 * t], [3 * t, t],
-                                                             [t, 3 * t]])
-    else:
-        raise app.UsageError(f"unknown --kind={FLAGS.kind}")
+    layout = tiler.plan(h, w)
     print(layout)
-    print(f"{layout.num_views} views of {layout.tile}x{layout.tile} px from a {h}x{w} image")
+    print(f"{layout.num_views} views of {layout.tile}x{layout.tile} px from a {h}x{w} image; whole-image view at "
+          f"index {layout.global_view_index} (tiler {FLAGS.kind} {dict(tiler.options)}: global view "
+          f"{tiler.global_view!r}, at most {tiler.max_views} views)")
 
 
 def cmd_convert_data() -> None:

@@ -41,14 +41,14 @@ def tiny_llm(vocab_size: int = 128, hidden: int = 32, layers: int = 2) -> dict[s
 def llava_15_7b(**overrides) -> dict[str, Any]:
     """LLaVA-1.5-7B: CLIP-L/14-336 (layer -2, no CLS) + mlp2x_gelu + Vicuna-7B; one 336 view."""
     base = dict(vision=_asdict(vit_presets.clip_l14_336()), llm=_asdict(lm_presets.vicuna_7b()),
-                projector=dict(kind="mlp2x_gelu"), select_layer=-2, layout="flat", max_views=1,
+                projector=dict(kind="mlp2x_gelu"), select_layer=-2, layout="flat", max_views=1, global_view="none",
                 image_token_id=32000)
     return {**base, **overrides}
 
 
 def llava_next_7b(**overrides) -> dict[str, Any]:
     """LLaVA-NeXT-7B (vicuna): as LLaVA-1.5 with anyres (≤ 4 tiles + base view), unpad + newline."""
-    return llava_15_7b(**{"layout": "anyres", "max_views": 5, **overrides})
+    return llava_15_7b(**{"layout": "anyres", "max_views": 5, "global_view": "first", **overrides})
 
 
 def internvl2_2b(**overrides) -> dict[str, Any]:
@@ -79,7 +79,8 @@ def hires_llava_7b(**overrides) -> dict[str, Any]:
 def inf_llava_8b(**overrides) -> dict[str, Any]:
     """INF-LLaVA [336+1008] (spec §5): CLIP-L/14-336 on 9 contiguous + 9 strided crops + the low-res view,
     DEM (official-code variant), mlp2x_gelu, Llama-3-8B."""
-    return llava_15_7b(**{"llm": _asdict(lm_presets.llama3_8b()), "max_views": 19, "dem": dict(heads=8),
+    return llava_15_7b(**{"llm": _asdict(lm_presets.llama3_8b()), "max_views": 19, "global_view": "last",
+                          "dem": dict(heads=8),
                           "image_token_id": 128256, **overrides})
 
 

@@ -1,5 +1,5 @@
-"""The common benchmark record, the evaluation prompts of spec §6.5 and file-reading helpers
-shared by the benchmark readers (benchmarks.py, benchmarks_choice.py, benchmarks_mme.py)."""
+"""The common benchmark record, the prompt formats of spec §6.5 and file-reading helpers shared by the
+benchmark readers (benchmarks.py, benchmarks_choice.py, benchmarks_mme.py, benchmark_readers.py)."""
 
 from __future__ import annotations
 
@@ -37,18 +37,26 @@ class BenchmarkRecord:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def short_answer_prompt(question: str) -> str:
-    """Question followed by the LLaVA short-answer instruction (spec §6.5)."""
-    return f"{question}\n{SHORT_ANSWER_SUFFIX}"
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """How a benchmark question becomes the model prompt (spec §6.5, LLaVA's layout): the hint (when given),
+    the question, one ``"A. option"`` line per option, then ``suffix`` (when set), joined by newlines."""
+
+    name: str
+    suffix: str | None = None
+
+    def __call__(self, question: str, options: Sequence[str] = (), hint: str | None = None) -> str:
+        lines = [hint] if hint else []
+        lines.append(question)
+        lines += [f"{chr(ord('A') + i)}. {option}" for i, option in enumerate(options)]
+        if self.suffix:
+            lines.append(self.suffix)
+        return "\n".join(lines)
 
 
-def multiple_choice_prompt(question: str, options: Sequence[str], hint: str | None = None) -> str:
-    """LLaVA multiple-choice layout: [hint], question, "A. option" lines, letter instruction."""
-    lines = [hint] if hint else []
-    lines.append(question)
-    lines += [f"{chr(ord('A') + i)}. {option}" for i, option in enumerate(options)]
-    lines.append(MULTIPLE_CHOICE_SUFFIX)
-    return "\n".join(lines)
+SHORT_ANSWER = PromptFormat("short_answer", SHORT_ANSWER_SUFFIX)  # open-ended and yes/no questions
+MULTIPLE_CHOICE = PromptFormat("multiple_choice", MULTIPLE_CHOICE_SUFFIX)  # option letters
+VERBATIM = PromptFormat("verbatim")  # the question already is the final prompt (LLaVA question files)
 
 
 def resolve_image(image_root: str | None, name: str) -> str:

@@ -2,9 +2,10 @@
 
 Nothing is downloaded: every reader takes the path of a file the caller already has and an
 optional ``image_root`` joined in front of relative image names. Each record carries the exact
-model prompt of spec §6.5: open-ended and yes/no questions get the short-answer suffix,
-multiple-choice questions list their options and get the option-letter suffix; LLaVA question
-files already hold the final prompt and are used verbatim. Malformed input raises ``ValueError``
+model prompt, made by the reader's ``prompt`` format (benchmark_records.py; the default is the one of
+spec §6.5): open-ended and yes/no questions get the short-answer suffix, multiple-choice questions
+list their options and get the option-letter suffix; LLaVA question files already hold the final
+prompt and are used verbatim. Malformed input raises ``ValueError``
 naming the file and the line (JSON lines, TSV, txt) or the entry index (JSON documents).
 
 The record type and prompts are in benchmark_records.py; the multiple-choice (MMBench, ScienceQA)
@@ -17,16 +18,16 @@ import os
 from typing import Any
 
 from vlm_jax.evaluate.benchmark_records import (
-    MULTIPLE_CHOICE_SUFFIX,
-    SHORT_ANSWER_SUFFIX,
+    MULTIPLE_CHOICE,
+    SHORT_ANSWER,
+    VERBATIM,
     BenchmarkRecord,
-    multiple_choice_prompt,
+    PromptFormat,
     other_fields,
     read_json,
     read_json_lines,
     require_keys,
     resolve_image,
-    short_answer_prompt,
 )
 from vlm_jax.evaluate.benchmarks_choice import read_mmbench, read_scienceqa
 from vlm_jax.evaluate.benchmarks_mme import read_mme, read_mme_txt
@@ -45,7 +46,8 @@ def _answers(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def read_llava_questions(path: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_llava_questions(path: str, image_root: str | None = None,
+                         prompt: PromptFormat = VERBATIM) -> list[BenchmarkRecord]:
     """LLaVA evaluation question file (JSON lines with question_id, image, text[, category]).
 
     ``text`` is already the final prompt (e.g. TextVQA OCR-token prompts, suffixes included), so it
@@ -57,12 +59,12 @@ def read_llava_questions(path: str, image_root: str | None = None) -> list[Bench
         records.append(BenchmarkRecord(
             question_id=entry["question_id"],
             image=resolve_image(image_root, image) if image else None,
-            question=entry["text"], prompt=entry["text"],
+            question=entry["text"], prompt=prompt(entry["text"]),
             extra=other_fields(entry, ("question_id", "image", "text"))))
     return records
 
 
-def read_pope(path: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_pope(path: str, image_root: str | None = None, prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """POPE question/label file (JSON lines with question_id, image, text, label "yes"/"no")."""
     records = []
     for where, entry in read_json_lines(path):
@@ -72,12 +74,13 @@ def read_pope(path: str, image_root: str | None = None) -> list[BenchmarkRecord]
             raise ValueError(f"{where}: label must be 'yes' or 'no', got {entry['label']!r}")
         records.append(BenchmarkRecord(
             question_id=entry["question_id"], image=resolve_image(image_root, entry["image"]),
-            question=entry["text"], prompt=short_answer_prompt(entry["text"]), answers=(label,),
+            question=entry["text"], prompt=prompt(entry["text"]), answers=(label,),
             extra=other_fields(entry, ("question_id", "image", "text", "label"))))
     return records
 
 
-def read_textvqa(path: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_textvqa(path: str, image_root: str | None = None,
+                 prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """TextVQA annotation JSON (``TextVQA_0.5.1_{train,val,test}.json``): {"data": [{question_id,
     question, image_id, answers (absent on test), ...}]}; the image is ``{image_id}.jpg``."""
     records = []
@@ -87,13 +90,14 @@ def read_textvqa(path: str, image_root: str | None = None) -> list[BenchmarkReco
         records.append(BenchmarkRecord(
             question_id=entry["question_id"],
             image=resolve_image(image_root, f"{entry['image_id']}.jpg"),
-            question=entry["question"], prompt=short_answer_prompt(entry["question"]),
+            question=entry["question"], prompt=prompt(entry["question"]),
             answers=_answers(entry["answers"], where) if "answers" in entry else (),
             extra=other_fields(entry, ("question_id", "question", "answers"))))
     return records
 
 
-def read_docvqa(path: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_docvqa(path: str, image_root: str | None = None,
+                prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """DocVQA / InfographicVQA annotation JSON: {"data": [{questionId, question, image (DocVQA,
     e.g. "documents/x.png") or image_local_name (InfographicVQA), answers (absent on test)}]}."""
     records = []
@@ -104,13 +108,14 @@ def read_docvqa(path: str, image_root: str | None = None) -> list[BenchmarkRecor
         require_keys(entry, (image_key,), where)
         records.append(BenchmarkRecord(
             question_id=entry["questionId"], image=resolve_image(image_root, entry[image_key]),
-            question=entry["question"], prompt=short_answer_prompt(entry["question"]),
+            question=entry["question"], prompt=prompt(entry["question"]),
             answers=_answers(entry["answers"], where) if "answers" in entry else (),
             extra=other_fields(entry, ("questionId", "question", image_key, "answers"))))
     return records
 
 
-def read_chartqa(path: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_chartqa(path: str, image_root: str | None = None,
+                 prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """ChartQA split file (``test_human.json`` / ``test_augmented.json``): a list of {imgname,
     query, label}. ChartQA has no question ids: the id is "<file stem>/<index>"."""
     document = read_json(path)
@@ -122,14 +127,13 @@ def read_chartqa(path: str, image_root: str | None = None) -> list[BenchmarkReco
         require_keys(entry, ("imgname", "query", "label"), f"{path}: entry {i}")
         records.append(BenchmarkRecord(
             question_id=f"{stem}/{i}", image=resolve_image(image_root, entry["imgname"]),
-            question=entry["query"], prompt=short_answer_prompt(entry["query"]),
+            question=entry["query"], prompt=prompt(entry["query"]),
             answers=(str(entry["label"]),),
             extra=other_fields(entry, ("imgname", "query", "label"))))
     return records
 
 
 __all__ = [
-    "BenchmarkRecord", "MULTIPLE_CHOICE_SUFFIX", "SHORT_ANSWER_SUFFIX", "multiple_choice_prompt",
-    "read_chartqa", "read_docvqa", "read_llava_questions", "read_mme", "read_mme_txt",
-    "read_mmbench", "read_pope", "read_scienceqa", "read_textvqa", "short_answer_prompt",
+    "BenchmarkRecord", "MULTIPLE_CHOICE", "PromptFormat", "SHORT_ANSWER", "VERBATIM", "read_chartqa", "read_docvqa",
+    "read_llava_questions", "read_mme", "read_mme_txt", "read_mmbench", "read_pope", "read_scienceqa", "read_textvqa",
 ]

@@ -1,7 +1,8 @@
 """Multiple-choice benchmark readers: MMBench TSV and ScienceQA ``problems.json``.
 
 Records list the option texts in ``options`` (letter i = chr(ord("A") + i)), the correct letter
-in ``answers`` (when known) and the LLaVA multiple-choice prompt of spec §6.5.
+in ``answers`` (when known) and the prompt of the ``prompt`` format (default: the LLaVA multiple-choice
+prompt of spec §6.5).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 import string
 
 from vlm_jax.evaluate.benchmark_records import (
+    MULTIPLE_CHOICE,
     BenchmarkRecord,
-    multiple_choice_prompt,
+    PromptFormat,
     other_fields,
     read_json,
     require_keys,
@@ -29,7 +31,7 @@ def _cell(row: dict, key: str) -> str | None:
     return None if value is None or value.strip().lower() in _MISSING else value
 
 
-def read_mmbench(path: str) -> list[BenchmarkRecord]:
+def read_mmbench(path: str, prompt: PromptFormat = MULTIPLE_CHOICE) -> list[BenchmarkRecord]:
     """MMBench / MMBench-CN TSV (columns index, question, hint, A, B, C, D[, E, F], answer,
     category, image, ...). Options are the consecutive non-empty letter columns from "A"; the image
     is base64 in the ``image`` column, or (VLMEvalKit's circular files) the ``index`` of the row
@@ -66,14 +68,14 @@ def read_mmbench(path: str) -> list[BenchmarkRecord]:
         records.append(BenchmarkRecord(
             question_id=int(row["index"]) if row["index"].isdigit() else row["index"],
             image=image, question=row["question"],
-            prompt=multiple_choice_prompt(row["question"], options, hint),
+            prompt=prompt(row["question"], options, hint),
             answers=(answer.strip(),) if answer else (), options=tuple(options),
             extra={k: v for k, v in other_fields(row, used).items() if k is not None}))
     return records
 
 
 def read_scienceqa(path: str, split: str | None = "test", image_root: str | None = None,
-                   images_only: bool = False) -> list[BenchmarkRecord]:
+                   images_only: bool = False, prompt: PromptFormat = MULTIPLE_CHOICE) -> list[BenchmarkRecord]:
     """ScienceQA ``problems.json`` ({pid: {question, choices, answer (index), hint, image, split,
     subject, ...}}), restricted to ``split`` (None: all). ``image_root`` is the folder holding the
     ``train/val/test/<pid>/image.png`` tree; ``images_only`` keeps the ScienceQA-IMG subset. The
@@ -102,8 +104,7 @@ def read_scienceqa(path: str, split: str | None = "test", image_root: str | None
             question_id=pid,
             image=resolve_image(image_root, image_path) if image_path else None,
             question=problem["question"],
-            prompt=multiple_choice_prompt(problem["question"], choices,
-                                          f"Context: {hint}" if hint else None),
+            prompt=prompt(problem["question"], choices, f"Context: {hint}" if hint else None),
             answers=(chr(ord("A") + answer),), options=tuple(choices),
             extra=other_fields(problem, ("question", "choices", "answer", "image"))))
     return records

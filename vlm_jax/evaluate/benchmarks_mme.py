@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from vlm_jax.evaluate.benchmark_records import BenchmarkRecord, short_answer_prompt
+from vlm_jax.evaluate.benchmark_records import SHORT_ANSWER, BenchmarkRecord, PromptFormat
 from vlm_jax.evaluate.yes_no_metrics import MME_COGNITION, MME_PERCEPTION
 
 _IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
@@ -40,14 +40,14 @@ def _subtask_dirs(root: str, subtask: str) -> tuple[str, str]:
 
 
 def _record(subtask: str, name: str, k: int, image: str, question: str, answer: str,
-            extra: dict) -> BenchmarkRecord:
+            extra: dict, prompt: PromptFormat) -> BenchmarkRecord:
     return BenchmarkRecord(
         question_id=f"{subtask}/{name}/{k}", image=image, question=question,
-        prompt=short_answer_prompt(question), answers=(answer.lower(),),
+        prompt=prompt(question), answers=(answer.lower(),),
         extra={"category": subtask, "image_name": name, **extra})
 
 
-def read_mme(root: str) -> list[BenchmarkRecord]:
+def read_mme(root: str, prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """All questions of the official subtasks present under the MME release folder ``root``."""
     subtasks = [s for s in MME_PERCEPTION + MME_COGNITION if os.path.isdir(os.path.join(root, s))]
     if not subtasks:
@@ -69,11 +69,12 @@ def read_mme(root: str) -> list[BenchmarkRecord]:
             for k, (n, line) in enumerate(lines):
                 question, answer = _tab_fields(line, (2,), 1, f"{txt_path}:{n}", "question\tanswer")
                 records.append(_record(subtask, images[0], k, os.path.join(image_dir, images[0]),
-                                       question, answer, {}))
+                                       question, answer, {}, prompt))
     return records
 
 
-def read_mme_txt(txt_dir: str, image_root: str | None = None) -> list[BenchmarkRecord]:
+def read_mme_txt(txt_dir: str, image_root: str | None = None,
+                 prompt: PromptFormat = SHORT_ANSWER) -> list[BenchmarkRecord]:
     """Questions from eval_tool-style ``<subtask>.txt`` files in ``txt_dir`` (a fourth column, a
     model's reply, goes to ``extra["prediction"]``). Image paths are resolved against the release
     folder ``image_root`` when given, else left as the bare image names."""
@@ -96,5 +97,5 @@ def read_mme_txt(txt_dir: str, image_root: str | None = None) -> list[BenchmarkR
                 k = seen[name] = seen.get(name, -1) + 1
                 extra = {"prediction": fields[3]} if len(fields) == 4 else {}
                 image = os.path.join(image_dir, name) if image_dir else name
-                records.append(_record(subtask, name, k, image, question, answer, extra))
+                records.append(_record(subtask, name, k, image, question, answer, extra, prompt))
     return records

@@ -1,7 +1,7 @@
 """Benchmark evaluation by greedy generation, sharded over every host and device, resumable
 (``vlm-jax eval``, :func:`evaluate_checkpoint`, the trainer's final EntityGrid-QA evaluation).
 
-Flow (files: evaluate/prediction_files.py; metrics: evaluate/benchmark_scoring.py):
+Flow (benchmarks: evaluate/benchmark_registry.py; files: evaluate/prediction_files.py):
 
 1. Every host reads the same records and the questions already answered in ``OUT/shards`` (an earlier,
    killed run); the rest ``R`` is split over hosts, host i taking ``R[i::n]``.
@@ -41,9 +41,8 @@ from vlm_jax.data.batching import SKIP_REASON, pad_batch
 from vlm_jax.data.device import global_batch
 from vlm_jax.data.pipeline import ProcessExample
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER, answer_stop_ids
-from vlm_jax.evaluate.benchmark_loading import load_benchmark
 from vlm_jax.evaluate.benchmark_records import BenchmarkRecord
-from vlm_jax.evaluate.benchmark_scoring import check_benchmark, score_predictions
+from vlm_jax.evaluate.benchmark_registry import get_benchmark
 from vlm_jax.evaluate.generate import left_align, make_generate_fn
 from vlm_jax.evaluate.generate_text import decode_generated
 from vlm_jax.evaluate.generation_setup import InferenceBundle, load_for_generation, run_config
@@ -97,7 +96,7 @@ def _first_local_row(array: jax.Array) -> int:
 
 
 def prediction_row(record: BenchmarkRecord, prediction: str) -> dict[str, Any]:
-    """One line of a prediction file (benchmark_scoring.py reads these keys)."""
+    """One line of a prediction file (the benchmarks' metrics, benchmark_metrics.py, read these keys)."""
     return {"question_id": record.question_id, "prompt": record.prompt, "prediction": prediction,
             "answers": list(record.answers), "options": list(record.options), "extra": dict(record.extra)}
 
@@ -160,7 +159,7 @@ def evaluate_records(records: Sequence[BenchmarkRecord], benchmark: str, out_dir
     with the benchmark and ``max_new_tokens`` describes the evaluation; resuming in an ``out_dir`` described
     differently raises. Returns the summary ``{"benchmark", <metrics>, "examples", "scored"}``.
     """
-    check_benchmark(benchmark)
+    scorer = get_benchmark(benchmark)
     keys = [question_key(r.question_id) for r in records]
     if len(set(keys)) != len(keys):
         duplicate = next(r.question_id for r, k in zip(records, keys) if keys.count(k) > 1)
@@ -179,7 +178,7 @@ def evaluate_records(records: Sequence[BenchmarkRecord], benchmark: str, out_dir
                       progress=progress)
     multihost_utils.sync_global_devices("vlm_jax eval: predictions written")
     rows = merge_predictions(out_dir, [r.question_id for r in records])
-    summary = {"benchmark": benchmark, **score_predictions(benchmark, rows)}
+    summary = {"benchmark": benchmark, **scorer.score(rows)}
     if leader:
         write_json_atomically(os.path.join(out_dir, MERGED_FILE),
                               "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -193,7 +192,7 @@ def evaluate_checkpoint(checkpoint: str, benchmark: str, out_dir: str, *, data: 
                         progress: bool = True) -> dict[str, Any]:
     """Evaluate a training workdir or HF directory (generation_setup.py) on ``benchmark`` into ``out_dir``.
 
-    ``data`` / ``image_root``: the benchmark files (benchmark_loading.py); ``entitygrid`` is generated from
+    ``data`` / ``image_root``: the benchmark files (benchmark_registry.py); ``entitygrid`` is generated from
     the run config instead (``eval_size`` examples, default the config's). ``config`` defaults to the one
     stored with the checkpoint (a HF directory needs it); ``batch_size`` (per host) to its
     ``data.batch_size``. Returns the summary of :func:`evaluate_records`.
@@ -203,7 +202,7 @@ def evaluate_checkpoint(checkpoint: str, benchmark: str, out_dir: str, *, data: 
             raise ValueError(f"{checkpoint} is not a training workdir: pass the config (--config) for the tiling, "
                              "template and batch size")
         config = run_config(checkpoint)
-    records = load_benchmark(benchmark, data, image_root, config=config, size=eval_size)
+    records = get_benchmark(benchmark).load(data, image_root, config=config, size=eval_size)
     run = {"checkpoint": os.path.abspath(checkpoint), "data": os.path.abspath(data) if data else None,
            "eval_size": eval_size}
     return evaluate_records(records, benchmark, out_dir,

@@ -122,12 +122,13 @@ def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
                       layout="flat", max_views=INTERNVL_DEFAULT_MAX_VIEWS)
     else:
         fields.update(projector=ProjectorConfig(kind="mlp2x_gelu", act=HF_ACTIVATIONS[act]), layout="flat",
-                      max_views=1)
+                      max_views=1, global_view="none")
     if model_type == "llava_next":
         if strategy == "full":
             raise ValueError("llava_next with vision_feature_select_strategy='full' is not supported (HF packing "
                              "assumes a square patch map per view)")
-        fields.update(layout="anyres", max_views=_anyres_max_views(d["image_grid_pinpoints"], vision.image_size))
+        fields.update(layout="anyres", max_views=_anyres_max_views(d["image_grid_pinpoints"], vision.image_size),
+                      global_view="first")
     fields.update(overrides)
     return VLMConfig(vision=vision, llm=llm, **fields)
 

@@ -1,7 +1,8 @@
 """vlm_jax.tiling: host-side image decoding, grid planning and view cropping (numpy / PIL).
 
-Flow: ``load_image(bytes)`` -> ``plan_*(H, W, ...)`` -> ``crop_views(image, layout)`` ->
-``normalize(views, mean, std)`` -> ``pad_views(views, n_max)``.
+Flow: ``load_image(bytes)`` -> ``plan_*(H, W, ...)`` (or ``make_tiler(kind, tile=..., **options).plan(H, W)``,
+the registry of tiler kinds) -> ``crop_views(image, layout)`` -> ``normalize(views, mean, std)`` ->
+``pad_views(views, n_max)``.
 """
 
 from vlm_jax.tiling.anyres import best_fit_resolution, fit_within, plan_anyres
@@ -28,6 +29,7 @@ from vlm_jax.tiling.normalize import (
     normalize,
     pad_views,
 )
+from vlm_jax.tiling.registry import TILERS, Tiler, TilerKind, make_tiler, tiler_kind
 from vlm_jax.tiling.uhd import plan_uhd, uhd_candidate_grids
 
 __all__ = [
@@ -39,7 +41,10 @@ __all__ = [
     "ImageError",
     "SIGLIP_MEAN",
     "SIGLIP_STD",
+    "TILERS",
     "TileLayout",
+    "Tiler",
+    "TilerKind",
     "best_fit_resolution",
     "contiguous_crops",
     "crop_views",
@@ -48,6 +53,7 @@ __all__ = [
     "internvl_candidate_grids",
     "internvl_grid",
     "load_image",
+    "make_tiler",
     "mean_colour",
     "merge_contiguous",
     "merge_strided",
@@ -60,5 +66,6 @@ __all__ = [
     "plan_uhd",
     "resize_bicubic",
     "strided_crops",
+    "tiler_kind",
     "uhd_candidate_grids",
 ]

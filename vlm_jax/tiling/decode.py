@@ -1,7 +1,8 @@
 """Safe image decoding: encoded bytes -> ``[H, W, 3] uint8`` RGB, or ``ImageError``.
 
 Every failure (unknown format, truncated or corrupt data — including a PNG missing only its
-final chunks, found by ``verify`` — zero size, too many pixels, malformed EXIF) raises ``ImageError`` with a message naming the cause; PIL's own exceptions never escape.
+final chunks, found by ``verify`` — zero size, too many pixels, malformed EXIF) raises ``ImageError``
+with a message naming the cause; PIL's own exceptions never escape.
 
 Conversions:
   - EXIF orientation is applied first (the array is upright).

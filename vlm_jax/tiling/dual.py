@@ -32,7 +32,8 @@ def contiguous_crops(x, n_rows: int, n_cols: int):
 
 
 def strided_crops(x, n_rows: int, n_cols: int):
-    """``[..., H, W, C] -> [..., n_rows*n_cols, H/n_rows, W/n_cols, C]``; crop ``i*n_cols+j`` = ``x[i::n_rows, j::n_cols]``."""
+    """``[..., H, W, C] -> [..., n_rows*n_cols, H/n_rows, W/n_cols, C]``;
+    crop ``i*n_cols+j`` = ``x[i::n_rows, j::n_cols]``."""
     lead, h, w, c = _split_shape(x, n_rows, n_cols)
     nl = len(lead)
     x = x.reshape(*lead, h, n_rows, w, n_cols, c)

@@ -78,6 +78,12 @@ class TileLayout:
         """All views ``crop_views`` returns: local views plus the global view if any."""
         return self.num_grid_views + (self.global_view != "none")
 
+    @property
+    def global_view_index(self) -> int:
+        """Index of the whole-image view among the ``num_views`` views: 0 (first), ``num_views - 1`` (last), or
+        -1 when there is none. Views are padded at the end, so it is also the index in ``[N_max]``."""
+        return {"first": 0, "last": self.num_views - 1, "none": -1}[self.global_view]
+
     def unpad_bounds(self, feat_height: int, feat_width: int) -> tuple[int, int, int, int]:
         """Rows/cols ``(r0, r1, c0, c1)`` kept when unpadding a ``[feat_height, feat_width]`` feature map.
 

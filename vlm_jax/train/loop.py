@@ -21,10 +21,10 @@ from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, make_meta
-from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
+from vlm_jax.data.build import build_tokenizer, build_train_dataset
 from vlm_jax.data.device import batch_sharding, global_batch
 from vlm_jax.data.processor import ImageProcessor
-from vlm_jax.evaluate.benchmark_loading import entitygrid_records
+from vlm_jax.evaluate.benchmark_registry import get_benchmark
 from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
@@ -162,11 +162,11 @@ def train(config, workdir: str) -> dict[str, Any]:
     logger.close()
 
     # ---- final evaluation: greedy answers through the evaluation harness (evaluate/harness.py) --------
-    eval_source = build_source(dcfg.eval_source.to_dict()) if dcfg.get("eval_source") else []
-    if not len(eval_source):
+    records = get_benchmark("entitygrid").load(config=config) if dcfg.get("eval_source") else []
+    if not records:
         return metrics_host
     bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)
-    scores = evaluate_records(entitygrid_records(eval_source), "entitygrid", os.path.join(workdir, "eval"),
+    scores = evaluate_records(records, "entitygrid", os.path.join(workdir, "eval"),
                               lambda: bundle, batch_size=dcfg.batch_size, max_new_tokens=EVAL_MAX_NEW_TOKENS,
                               run={"checkpoint": os.path.abspath(workdir), "step": total_steps})
     logging.info("eval: %s", scores)
