@@ -36,9 +36,9 @@ def splits():
 
 
 def discrepancies(questions, predictions) -> dict[str, float]:
-    scores = entitygrid_scores([{"task": q["task"], "edge": q["edge"], "prediction": p, "answer": q["answer"],
-                                 "synonyms": q["accepted_answers"][1:]} for q, p in zip(questions, predictions)],
-                               resamples=MIN_RESAMPLES)
+    records = [{"task": q["task"], "edge": q["edge"], "prediction": p, "answer": q["answer"],
+                "synonyms": q["accepted_answers"][1:]} for q, p in zip(questions, predictions, strict=True)]
+    scores = entitygrid_scores(records, resamples=MIN_RESAMPLES)
     return {task: scores[task]["discrepancy"] for task in ENTITYGRID_TASKS}
 
 
@@ -75,7 +75,7 @@ def test_a_model_ignoring_the_image_has_no_discrepancy(splits):
         counts = collections.Counter(q["answer"] for q in train if q["task"] == task)
         answers, weights = list(counts), np.array(list(counts.values())) / sum(counts.values())
         questions = [q for q in test if q["task"] == task]
-        prior = dict(zip(answers, weights))
+        prior = dict(zip(answers, weights, strict=True))
         expected = {edge: np.mean([prior.get(q["answer"], 0.0) for q in questions if q["edge"] == edge])
                     for edge in (False, True)}
         assert abs(expected[False] - expected[True]) <= TOLERANCE and expected[False] > 0.01

@@ -33,7 +33,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vlm_jax.data.entitygrid_board import CUT_STATES, BOARD_COLOUR, BoardGeometry, cuts_through
+from vlm_jax.data.entitygrid_board import BOARD_COLOUR, CUT_STATES, BoardGeometry, cuts_through
 from vlm_jax.data.entitygrid_text import (
     CATEGORIES,
     COUNTING_QUESTION,
@@ -165,7 +165,7 @@ class EntityGridQA:
             others = [c for c in CATEGORIES if c != category or task == "recognition"]
             categories.append(category if count == 2 else others[rng.integers(len(others))])
         entities = [self._entity(cat, c, cut_state, self.geometry.entity_box(c, x, y, rng))
-                    for cat, c in zip(categories, cells)]
+                    for cat, c in zip(categories, cells, strict=True)]
 
         if task == "recognition":
             question, answer = RECOGNITION_QUESTION.format(position=POSITIONS[cell]), category

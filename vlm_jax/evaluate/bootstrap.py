@@ -31,7 +31,7 @@ def resampled_means(strata: Mapping[Hashable, Sequence[float]], resamples: int =
     if resamples < MIN_RESAMPLES:
         raise ValueError(f"resamples must be at least {MIN_RESAMPLES} for a 95% percentile interval, got {resamples}")
     means = {}
-    for key, stream in zip(strata, np.random.SeedSequence(seed).spawn(len(strata))):
+    for key, stream in zip(strata, np.random.SeedSequence(seed).spawn(len(strata)), strict=True):
         scores = np.asarray(strata[key], dtype=np.float64)
         n = len(scores)
         if n == 0:
