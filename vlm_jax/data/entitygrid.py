@@ -5,6 +5,8 @@ An S x S white canvas (S = 2 t for slice size t, so a 2 x 2 slicing cuts it at x
 through any cell (data/entitygrid_board.py). Entities are procedurally drawn "<colour> <shape>" categories
 (data/shapes.py). Each example asks one question of one of three tasks (texts: data/entitygrid_text.py):
 recognition (board position -> category), position (category -> board position), counting (category -> "1"/"2").
+Sizes: board 0.6 S (cells 0.2 S), entities 0.13 S. The spec's about 0.3 S entities fitted v1's fixed anchors; the
+cut line must be able to sweep the board from its first to its last column, so board + 2 cells <= S.
 
 Edge flag: an entity is *cut* when a cut line passes through the middle half of it (into 2 or 4 pieces); the
 example is an edge question when the asked entity is cut (counting: when any counted entity is cut).
