@@ -4,7 +4,7 @@ The questions of each stratum (e.g. one EntityGrid-QA task x edge cell) are resa
 the stratum's size, which the benchmark's design fixes; a statistic computed from the strata means is
 recomputed on every resample, and its 95% interval is the 2.5th .. 97.5th percentile of those values (the
 percentile interval, Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, §13.3). The default is 2,000
-resamples: the Monte-Carlo error of a 95% percentile bound is then about 0.1 standard error. For a correct /
+resamples: the Monte-Carlo error of a 95% percentile bound is then about 0.06 standard error. For a correct /
 incorrect vector of n questions with accuracy p the resampled accuracy has standard deviation sqrt(p (1 - p) / n),
 the binomial standard error (tests/test_bootstrap.py checks this).
 """
