@@ -24,8 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         select_layer=-1, layout="flat", max_views=5, image_token_id=4,
     )
     c.data = dict(
-        source=dict(kind="entitygrid", split="train", size=200_000, seed=0, canvas=canvas),
-        eval_source=dict(kind="entitygrid", split="test", size=432, seed=0, canvas=canvas),
+        source=dict(kind="entitygrid", version=2, split="train", size=200_000, seed=0, canvas=canvas),
+        # 3,240 = 6 full balance periods (vlm_jax/data/entitygrid.py): 1,080 questions per task, 540 per edge flag
+        eval_source=dict(kind="entitygrid", version=2, split="test", size=3240, seed=0, canvas=canvas),
         tiling=dict(kind="internvl", min_tiles=1, max_tiles=4, thumbnail=True, norm="imagenet"),
         tokenizer="",  # empty: the default vocabulary trained from the generator's texts (cached in the workdir)
         template="chatml",

@@ -1,8 +1,10 @@
-"""Tests for vlm_jax.data.entitygrid (EntityGrid-QA generator, spec/methods.md §4.3).
+"""Tests for vlm_jax.data.entitygrid (EntityGrid-QA v2 generator, spec/methods.md §4.3).
 
-The image checks find entities in the decoded PNG (connected components of non-white pixels), name
-their colour by hue and their shape by simple geometry, and compare with the question/answer text:
-they test the pixels, not the generator's own meta labels.
+The image checks find the board (bounding box of the non-white pixels, its colour the most common one) and the
+entities (connected components of the other non-white pixels) in the decoded PNG, name an entity's board cell
+from its centre, its colour by hue and its shape by simple geometry, and decide "cut" by whether its pixels lie
+on both sides of a 2x2 cut line at S/2; they compare that with the question/answer text and the edge flag:
+they test the pixels, not the generator's own labels.
 """
 
 import collections
@@ -18,7 +20,7 @@ from scipy import ndimage
 
 from vlm_jax.data.entitygrid import POSITIONS, TASKS, EntityGridQA
 
-ANCHOR_NAMES = ["top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right"]
+CELL_NAMES = ["top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right"]
 ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
 
 
@@ -55,24 +57,37 @@ def shape_name(mask: np.ndarray) -> str:
     return "cross" if mask[0].mean() > 0.2 else "diamond"
 
 
-def find_entities(png: bytes):
-    """[(anchor name, colour, shape, straddles a 2x2 cut line)] of the blobs in the image."""
+def cut_share(start: int, stop: int, cut: float) -> float:
+    """Share of the pixel extent [start, stop) on the smaller side of the line `cut` (0 when not crossed)."""
+    return max(0.0, min(cut - start, stop - cut)) / (stop - start)
+
+
+def find_board_and_entities(png: bytes):
+    """(board box (x0, y0, side), [(cell name, colour, shape, cut share x, cut share y)])."""
     image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     size = image.shape[0]
     assert image.shape == (size, size, 3)
-    labels, n = ndimage.label((image != 255).any(-1))
-    found = []
-    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        mask = labels[rows, cols] == k
-        cy, cx = (rows.start + rows.stop - 1) / 2, (cols.start + cols.stop - 1) / 2
-        col, row = round(cx / size * 4) - 1, round(cy / size * 4) - 1
-        tolerance = 0.04 * size + 1.5  # jitter, star/triangle bbox off-centre, rounding
-        assert abs(cx - (col + 1) * size / 4) < tolerance and abs(cy - (row + 1) * size / 4) < tolerance
-        colours = image[rows, cols][mask]
-        assert (colours == colours[0]).all(), "entities are flat-coloured"
-        straddles = rows.start < size / 2 < rows.stop or cols.start < size / 2 < cols.stop
-        found.append((ANCHOR_NAMES[3 * row + col], colour_name(colours[0]), shape_name(mask), straddles))
-    return found
+    painted = (image != 255).any(-1)
+    rows, cols = np.nonzero(painted)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    side = x1 - x0
+    assert y1 - y0 == side and side % 3 == 0 and painted[y0:y1, x0:x1].all(), "a filled square board"
+    codes, counts = np.unique(image[painted].astype(np.int64) @ [1 << 16, 1 << 8, 1], return_counts=True)
+    board = (codes[np.argmax(counts)] >> np.array([16, 8, 0])) & 255
+    assert board.min() == board.max() > 128, "a light grey board"
+    labels, _ = ndimage.label(painted & (image != board).any(-1), structure=np.ones((3, 3)))  # thin rings: 8-conn.
+    cell, found = side // 3, []
+    for k, (rs, cs) in enumerate(ndimage.find_objects(labels), start=1):
+        mask = labels[rs, cs] == k
+        cy, cx = (rs.start + rs.stop - 1) / 2, (cs.start + cs.stop - 1) / 2
+        col, row = int((cx - x0) // cell), int((cy - y0) // cell)
+        tolerance = 0.03 * size + 1.5  # jitter, star/triangle bbox off-centre, rounding
+        assert abs(cx - x0 - (col + 0.5) * cell) < tolerance and abs(cy - y0 - (row + 0.5) * cell) < tolerance
+        pixels = image[rs, cs][mask]
+        assert (pixels == pixels[0]).all(), "entities are flat-coloured"
+        found.append((CELL_NAMES[3 * row + col], colour_name(pixels[0]), shape_name(mask),
+                      cut_share(cs.start, cs.stop, size / 2), cut_share(rs.start, rs.stop, size / 2)))
+    return (x0, y0, side), found
 
 
 def question_of(example) -> str:
@@ -82,21 +97,26 @@ def question_of(example) -> str:
 
 
 def check_against_image(example, check_shapes=True):
-    """Asserts the answer and edge flag agree with the entities seen in the image."""
-    entities = find_entities(example["image"])
+    """Asserts the answer and edge flag agree with the board and entities seen in the image; returns the
+    entities as (cell, name, cut)."""
+    board, entities = find_board_and_entities(example["image"])
     question, answer = question_of(example), example["conversations"][1]["value"]
-    named = [(pos, f"{colour} {shape}" if check_shapes else colour, cut) for pos, colour, shape, cut in entities]
-    if m := re.fullmatch(r"What object is located at the (\S+) of the image\?", question):
-        hits = [(name, cut) for pos, name, cut in named if pos == m[1]]
+    named = []
+    for cell, colour, shape, share_x, share_y in entities:
+        for share in (share_x, share_y):  # a cut line misses the entity or goes through its box's middle half
+            assert share == 0 or share >= 0.15, (example["id"], share)  # (a star's bottom tips are at 0.81 h)
+        named.append((cell, f"{colour} {shape}" if check_shapes else colour, share_x > 0 or share_y > 0))
+    if m := re.fullmatch(r"What object is located at the (\S+) of the board\?", question):
+        hits = [(name, cut) for cell, name, cut in named if cell == m[1]]
         assert len(hits) == 1 and hits[0][0] == (answer if check_shapes else answer.split()[0])
         edge = hits[0][1]
-    elif m := re.fullmatch(r"Where is the (\w+ \w+) located in the image\? Answer with one of: (.*)\.", question):
-        assert m[2].split(", ") == ANCHOR_NAMES
+    elif m := re.fullmatch(r"Where is the (\w+ \w+) located on the board\? Answer with one of: (.*)\.", question):
+        assert m[2].split(", ") == CELL_NAMES
         target = m[1] if check_shapes else m[1].split()[0]
-        hits = [(pos, cut) for pos, name, cut in named if name == target]
+        hits = [(cell, cut) for cell, name, cut in named if name == target]
         if check_shapes:
-            assert [pos for pos, _ in hits] == [answer]
-        edge = [cut for pos, cut in hits if pos == answer][0]
+            assert [cell for cell, _ in hits] == [answer]
+        edge = [cut for cell, cut in hits if cell == answer][0]
     else:
         m = re.fullmatch(r"How many (\w+ \w+) are there in the image\? Answer with a number\.", question)
         target = m[1] if check_shapes else m[1].split()[0]
@@ -106,7 +126,7 @@ def check_against_image(example, check_shapes=True):
         edge = any(hits)
     if check_shapes:
         assert example["meta"]["edge"] == edge
-    return entities
+    return board, named
 
 
 def test_items_are_deterministic_random_access():
@@ -114,18 +134,26 @@ def test_items_are_deterministic_random_access():
     for i in (0, 17, 49, 5):
         x, y = a[i], b[i]
         assert x["image"] == y["image"] and x["conversations"] == y["conversations"] and x["meta"] == y["meta"]
+        assert a.describe(i) == {k: v for k, v in x.items() if k != "image"}
     assert a[17]["image"] == a[17]["image"]
-    assert len(a) == 50
+    assert len(a) == 50 and a[3]["id"] == "entitygrid-v2-train-3-3" and a[3]["meta"]["version"] == 2
     with pytest.raises(IndexError):
         a[50]
 
 
 def test_splits_and_seeds_are_disjoint():
-    def hashes(split, seed):
+    def images(split, seed):
         ds = EntityGridQA(split, 200, seed=seed, canvas=64)
-        return {hashlib.sha256(ds[i]["image"]).hexdigest() for i in range(len(ds))}
+        return [ds[i]["image"] for i in range(len(ds))]
 
-    train, test, validation = hashes("train", 0), hashes("test", 0), hashes("validation", 0)
+    hashes = {}
+    for code, split in enumerate(("train", "validation", "test")):
+        pngs = images(split, 0)
+        for png in pngs[:20]:  # the board corner encodes the split
+            (x0, y0, _), _ = find_board_and_entities(png)
+            assert (x0 + y0) % 3 == code
+        hashes[split] = {hashlib.sha256(png).hexdigest() for png in pngs}
+    train, validation, test = hashes["train"], hashes["validation"], hashes["test"]
     assert min(len(train), len(test), len(validation)) > 180  # a 64 px canvas allows a few repeats
     assert not train & test and not train & validation and not test & validation
     seed0, seed1 = EntityGridQA("train", 20, seed=0), EntityGridQA("train", 20, seed=1)
@@ -133,57 +161,59 @@ def test_splits_and_seeds_are_disjoint():
 
 
 def test_images_match_questions_and_answers():
-    ds = EntityGridQA("test", 108, seed=11)
-    n_entities = collections.Counter()
+    ds = EntityGridQA("test", 216, seed=11, canvas=333)
+    n_entities, cut_cells = collections.Counter(), collections.Counter()
     for i in range(len(ds)):
         example = ds[i]
-        entities = check_against_image(example)
+        _, entities = check_against_image(example)
         n_entities[len(entities)] += 1
         assert len(entities) == len(example["meta"]["entities"])
-        for position, _, _, cut in entities:
-            assert cut == (position in {"top", "left", "center", "right", "bottom"})
-    assert n_entities[1] > 10 and n_entities[2] > 10
+        for cell, _, cut in entities:
+            cut_cells[cell, cut] += 1
+    assert n_entities[1] > 30 and n_entities[2] > 30
+    assert all(cut_cells[cell, cut] > 5 for cell in CELL_NAMES for cut in (False, True))  # any cell cut or not
 
 
-@pytest.mark.parametrize("canvas", [48, 100, 333, 672])
+@pytest.mark.parametrize("canvas", [32, 48, 64, 100, 333, 672, 896])
 def test_any_canvas_size(canvas):
-    ds = EntityGridQA("train", 27, seed=2, canvas=canvas)
+    ds = EntityGridQA("train", 36 if canvas <= 100 else 12, seed=2, canvas=canvas)
     for i in range(len(ds)):
         example = ds[i]
         assert Image.open(io.BytesIO(example["image"])).size == (canvas, canvas)
         check_against_image(example, check_shapes=canvas >= 300)
 
 
-def test_edge_flags_per_position():
-    ds = EntityGridQA("train", 27, seed=0, n_entities=1)
-    for i in range(len(ds)):
-        meta = ds[i]["meta"]
-        assert meta["edge"] == (meta["position"] in {"top", "left", "center", "right", "bottom"})
-        assert meta["edge"] == (meta["position"] not in {"top-left", "top-right", "bottom-left", "bottom-right"})
-
-
-def test_balance_over_tasks_positions_and_answers():
-    ds = EntityGridQA("train", 9 * 3 * 40, seed=5, canvas=64)
-    cells, answers = collections.Counter(), collections.defaultdict(collections.Counter)
+def test_edge_flags_follow_the_pixels_on_small_canvases():
+    """The pixel cut test at the tiny config's canvas (shapes too small to name, colours and cuts are not)."""
+    ds = EntityGridQA("validation", 540, seed=4, canvas=64, n_entities=1)
     for i in range(len(ds)):
         example = ds[i]
-        task = example["meta"]["task"]
-        cells[task, example["meta"]["position"]] += 1
-        answers[task][example["conversations"][1]["value"]] += 1
-    assert set(cells) == {(t, p) for t in TASKS for p in POSITIONS} and set(cells.values()) == {40}
-    assert set(answers["position"].values()) == {40}
-    recognition = answers["recognition"]
-    assert set(recognition) <= set(ds.answer_options("recognition")) and len(recognition) > 55
-    assert max(recognition.values()) < 5 * 360 / 64
-    counts = answers["counting"]
-    assert set(counts) == {"1", "2"} and 0.35 < counts["2"] / 360 < 0.55
+        _, [(cell, _, cut)] = check_against_image(example, check_shapes=False)
+        assert example["meta"]["edge"] == cut and example["meta"]["position"] == cell
+
+
+def test_balance_over_tasks_positions_cut_states_and_answers():
+    ds = EntityGridQA("train", 540 * 2, seed=5, canvas=64)
+    cells, states, answers = collections.Counter(), collections.Counter(), collections.Counter()
+    for i in range(len(ds)):
+        meta = ds.describe(i)["meta"]
+        cells[meta["task"], meta["position"], meta["edge"]] += 1
+        states[meta["task"], meta["position"], meta["cut_state"]] += 1
+        answers[meta["task"], meta["answer"], meta["edge"]] += 1
+    assert set(cells) == {(t, p, e) for t in TASKS for p in POSITIONS for e in (False, True)}
+    assert set(cells.values()) == {20}
+    assert set(states.values()) == {4} and len(states) == 3 * 9 * 10  # the board does not tell the position
+    for task in TASKS:
+        for answer in ds.answer_options(task):
+            assert answers[task, answer, True] == answers[task, answer, False]
+    assert answers["counting", "1", True] == answers["counting", "2", True] == 90
 
 
 def test_texts_cover_every_question_and_answer():
     texts = set(EntityGridQA.texts())
     ds = EntityGridQA("train", 60, seed=1, canvas=64)
     for i in range(len(ds)):
-        example = ds[i]
+        example = ds.describe(i)
         assert example["conversations"][0]["value"] in texts
         assert set(example["meta"]["accepted_answers"]) <= texts
         assert example["meta"]["answer"] == example["meta"]["accepted_answers"][0]
@@ -192,16 +222,21 @@ def test_texts_cover_every_question_and_answer():
 def test_options_and_task_subsets():
     ds = EntityGridQA("train", 18, tasks=("counting",), n_entities=1, canvas=64)
     assert ds.answer_options("counting") == ("1",)
-    assert {ds[i]["meta"]["task"] for i in range(18)} == {"counting"}
-    assert {ds[i]["conversations"][1]["value"] for i in range(18)} == {"1"}
-    assert len(ds.answer_options("recognition")) == 64 and ds.answer_options("position") == tuple(ANCHOR_NAMES)
+    assert {ds.describe(i)["meta"]["task"] for i in range(18)} == {"counting"}
+    assert {ds.describe(i)["conversations"][1]["value"] for i in range(18)} == {"1"}
+    assert len(ds.answer_options("recognition")) == 64 and ds.answer_options("position") == tuple(CELL_NAMES)
+    two = EntityGridQA("train", 72, tasks=("counting", "position"), n_entities=2, canvas=64)
+    assert {len(two.describe(i)["meta"]["entities"]) for i in range(72)} == {2}
+    assert {two.describe(i)["meta"]["answer"] for i in range(0, 72, 2)} == {"1", "2"}
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"split": "dev"}, {"tasks": ("ocr",)}, {"tasks": ()}, {"n_entities": 3}, {"canvas": 16},
-    {"entity_frac": 0.6}, {"jitter_frac": 0.0}, {"size": -1},
+@pytest.mark.parametrize("kwargs, match", [
+    ({"split": "dev"}, "unknown split"), ({"tasks": ("ocr",)}, "tasks"), ({"tasks": ()}, "tasks"),
+    ({"n_entities": 3}, "n_entities"), ({"canvas": 16}, "at least 32"), ({"entity_frac": 0.3}, "entity_frac"),
+    ({"jitter_frac": -0.01}, "jitter_frac"), ({"size": -1}, "non-negative"), ({"version": 1}, "version 1"),
+    ({"board_frac": 0.9}, "cannot put the cut lines"), ({"entity_frac": 0.19}, "do not fit"),
 ])
-def test_bad_configuration_raises(kwargs):
-    args = {"split": "train", "size": 4, **kwargs}
-    with pytest.raises(ValueError):
+def test_bad_configuration_raises(kwargs, match):
+    args = {"split": "train", "size": 4, "canvas": 64, **kwargs}
+    with pytest.raises(ValueError, match=match):
         EntityGridQA(**args)

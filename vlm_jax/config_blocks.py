@@ -46,10 +46,10 @@ def train_block(recipe: Sequence[Mapping[str, Any]], **overrides) -> dict[str, A
 
 
 def entitygrid_data(tiling: Mapping[str, Any], *, canvas: int, batch_size: int, seq_buckets: Sequence[int],
-                    train_size: int = 200_000, eval_size: int = 432, template: str = "chatml") -> dict[str, Any]:
-    """Generated EntityGrid-QA (spec §4.3) with the embedded default tokenizer."""
-    return dict(source=dict(kind="entitygrid", split="train", size=train_size, seed=0, canvas=canvas),
-                eval_source=dict(kind="entitygrid", split="test", size=eval_size, seed=0, canvas=canvas),
+                    train_size: int = 200_000, eval_size: int = 3240, template: str = "chatml") -> dict[str, Any]:
+    """Generated EntityGrid-QA v2 (spec §4.3) with the embedded default tokenizer."""
+    return dict(source=dict(kind="entitygrid", version=2, split="train", size=train_size, seed=0, canvas=canvas),
+                eval_source=dict(kind="entitygrid", version=2, split="test", size=eval_size, seed=0, canvas=canvas),
                 tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
                 seq_buckets=tuple(seq_buckets), worker_count=0)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
 
-from vlm_jax.data.entitygrid import EntityGridQA
+from vlm_jax.data.entitygrid_text import entitygrid_texts
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER, template_specials, template_texts
 
 CONTROL_PIECES = ("<unk>", "<s>", "</s>", "<pad>")  # ids 0..3 of trained models
@@ -130,7 +130,7 @@ def default_tokenizer(cache_dir: str, vocab_size: int = DEFAULT_VOCAB_SIZE) -> T
     Trained once and cached in `cache_dir` under a content hash of its inputs (texts, symbols,
     vocab size, trainer version), so changing the generator or templates retrains automatically.
     """
-    texts = EntityGridQA.texts() + template_texts()
+    texts = entitygrid_texts() + template_texts()
     symbols = [IMAGE_PLACEHOLDER] + [s for s in template_specials() if s not in CONTROL_PIECES]
     key = json.dumps([_TRAINER_VERSION, vocab_size, symbols, texts]).encode()
     path = os.path.join(cache_dir, f"default_{hashlib.sha256(key).hexdigest()[:16]}.model")

@@ -2,8 +2,10 @@
 
 An answer is correct when the normalised prediction equals the normalised answer or one of its
 synonyms. Accuracy is reported per task (recognition / position / counting) x {edge, non_edge},
-where "edge" entities lie on a 2x2 slice boundary, and the fragmentation gap per task is
-``discrepancy = acc_non_edge - acc_edge`` (lower is better).
+where "edge" entities are cut by a 2x2 slice boundary, and the fragmentation gap per task is
+``discrepancy = acc_non_edge - acc_edge`` (lower is better). Every accuracy and discrepancy comes with a 95%
+bootstrap interval (evaluate/bootstrap.py): questions resampled with replacement within each task x edge cell,
+2,000 resamples by default, seeded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import string
 from typing import Any, Mapping, Sequence
 
+from vlm_jax.evaluate.bootstrap import DEFAULT_RESAMPLES, percentile_interval, resampled_means
 from vlm_jax.evaluate.vqa_normalize import NUMBER_WORDS
 
 ENTITYGRID_TASKS = ("recognition", "position", "counting")
@@ -35,13 +38,25 @@ def _accuracy(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
-def entitygrid_scores(records: Sequence[Mapping[str, Any]]) -> dict:
+def _pooled(cells: Mapping[tuple[str, bool], Any], sizes: Mapping[tuple[str, bool], int], keys) -> Any:
+    """Accuracy over the union of `keys` cells from per-cell accuracies (scalars or per-resample arrays)."""
+    total = sum(sizes[k] for k in keys)
+    if not total:
+        return math.nan
+    return sum(cells[k] * sizes[k] for k in keys if sizes[k]) / total
+
+
+def entitygrid_scores(records: Sequence[Mapping[str, Any]], *, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = 0) -> dict:
     """EntityGrid-QA accuracies from records with keys ``task`` ("recognition" | "position" |
     "counting"), ``edge`` (bool), ``prediction``, ``answer`` and optional ``synonyms`` (list).
 
-    Returns ``{task: {"edge", "non_edge", "all", "discrepancy", "n_edge", "n_non_edge"}, ...,
-    "overall": accuracy over all records}`` with all three tasks present; an accuracy over zero
-    records (and a discrepancy using it) is NaN.
+    Returns ``{task: {"edge", "non_edge", "all", "discrepancy", "n_edge", "n_non_edge", "ci95"}, ...,
+    "overall": accuracy over all records, "overall_ci95", "bootstrap"}`` with all three tasks present;
+    ``ci95`` maps "edge", "non_edge", "all" and "discrepancy" to their 95% bootstrap interval ``[low, high]``
+    (``resamples`` resamples of the questions within each task x edge cell, from ``seed``; the settings are
+    echoed in ``bootstrap``). An accuracy over zero records (and a discrepancy using it) is NaN, and so are
+    its interval bounds.
     """
     if not records:
         raise ValueError("entitygrid_scores needs at least one record")
@@ -61,16 +76,25 @@ def entitygrid_scores(records: Sequence[Mapping[str, Any]]) -> dict:
             raise ValueError(f"records[{i}]: synonyms must be a list of strings, got {synonyms!r}")
         cells[task, edge].append(
             entitygrid_is_correct(record["prediction"], record["answer"], synonyms))
+    sizes = {key: len(flags) for key, flags in cells.items()}
+    resampled = resampled_means(cells, resamples, seed)
     scores: dict[str, Any] = {}
     for task in ENTITYGRID_TASKS:
-        edge, non_edge = cells[task, True], cells[task, False]
+        edge, non_edge = (task, True), (task, False)
         scores[task] = {
-            "edge": _accuracy(edge),
-            "non_edge": _accuracy(non_edge),
-            "all": _accuracy(edge + non_edge),
-            "discrepancy": _accuracy(non_edge) - _accuracy(edge),
-            "n_edge": len(edge),
-            "n_non_edge": len(non_edge),
+            "edge": _accuracy(cells[edge]),
+            "non_edge": _accuracy(cells[non_edge]),
+            "all": _accuracy(cells[edge] + cells[non_edge]),
+            "discrepancy": _accuracy(cells[non_edge]) - _accuracy(cells[edge]),
+            "n_edge": sizes[edge],
+            "n_non_edge": sizes[non_edge],
+            "ci95": {"edge": percentile_interval(resampled[edge]),
+                     "non_edge": percentile_interval(resampled[non_edge]),
+                     "all": percentile_interval(_pooled(resampled, sizes, (edge, non_edge))),
+                     "discrepancy": percentile_interval(resampled[non_edge] - resampled[edge])},
         }
     scores["overall"] = _accuracy([flag for flags in cells.values() for flag in flags])
+    scores["overall_ci95"] = percentile_interval(_pooled(resampled, sizes, list(cells)))
+    scores["bootstrap"] = {"resamples": resamples, "seed": seed, "strata": "task x edge",
+                           "interval": "95% percentile"}
     return scores
