@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +26,9 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from vlm_jax.interop.errors import CheckpointError
+
 _VLM_TOP = ("vision_tower.", "language_model.", "multi_modal_projector.", "image_newline")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not match the model: missing, unexpected or mis-shaped tensors."""
 
 
 def canonical_key(key: str) -> str:
@@ -126,16 +124,14 @@ class TensorSource:
         arr = np.frombuffer(raw, dtype=_DTYPES[meta["dtype"]]).reshape(meta["shape"])
         return arr.astype(dtype) if dtype is not None else np.array(arr)
 
-    def stacked(self, fmt: str, n: int, transform: Callable[[np.ndarray], np.ndarray] = lambda a: a,
-                dtype=np.float32) -> np.ndarray:
-        """``[n, ...]`` stack of ``transform(get(fmt.format(i)))`` for layers ``i < n``."""
-        return np.stack([transform(self.get(fmt.format(i), dtype)) for i in range(n)])
+    def was_read(self, key: str) -> bool:
+        return self._prefix + key in self._used
 
-    def check_all_used(self, ignore: Iterable[str] = ()) -> None:
-        """Raise if any tensor under this view's prefix was never read (unexpected tensors)."""
+    def check_all_used(self, ignore: Callable[[str], bool] = lambda key: False) -> None:
+        """Raise if any tensor under this view's prefix was never read (unexpected tensors); ``ignore(key)``
+        (key relative to the view) names tensors that are knowingly dropped."""
         p = self._prefix
-        left = [k for k in self._entries if k.startswith(p) and k not in self._used
-                and not any(k[len(p):].startswith(i) for i in ignore)]
+        left = [k for k in self._entries if k.startswith(p) and k not in self._used and not ignore(k[len(p):])]
         if left:
             raise CheckpointError(f"{len(left)} unexpected tensors in checkpoint, e.g. {sorted(left)[:5]}")
 
