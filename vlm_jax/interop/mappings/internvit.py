@@ -23,7 +23,8 @@ def encoder_layer(cfg: ViTConfig) -> KeyMapping:
     dh = cfg.head_dim
     return table(*(projection_in(f"attn/{n}", f"attention.{n}_proj", dh) for n in "qkv"),
                  projection_out("attn/out", "attention.projection_layer", dh),
-                 norm("attn/q_norm", "attention.q_norm"), norm("attn/k_norm", "attention.k_norm"),
+                 rule("attn/q_norm/scale", "attention.q_norm.weight"),  # RMSNorm over H·Dh
+                 rule("attn/k_norm/scale", "attention.k_norm.weight"),
                  norm("norm1", "layernorm_before"), norm("norm2", "layernorm_after"),
                  linear("mlp/fc1", "mlp.fc1"), linear("mlp/fc2", "mlp.fc2"),
                  rule("ls1", "lambda_1"), rule("ls2", "lambda_2"))
