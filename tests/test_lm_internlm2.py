@@ -11,12 +11,15 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import safetensors.numpy
 import torch
 import transformers as T
 from safetensors.torch import save_file
 from test_lm_hf_parity import assert_close
 
+from vlm_jax.interop.apply_mapping import plan_export
 from vlm_jax.interop.hf_lm import lm_config_from_hf, load_decoder_from_hf_dir
+from vlm_jax.interop.mappings.towers import DECODERS
 from vlm_jax.nn.attention import causal_mask
 from vlm_jax.nn.rope import RopeScaling
 
@@ -54,9 +57,9 @@ def write_internlm2_checkpoint(llama: T.LlamaForCausalLM, path) -> None:
     (path / "config.json").write_text(json.dumps(internlm2_config()))
 
 
-def test_internlm2_layout_reproduces_llama_logits(tmp_path):
+def tiny_llama() -> T.LlamaForCausalLM:
+    """The Llama whose weights are rewritten in InternLM2's layout (norm scales perturbed away from 1)."""
     torch.manual_seed(0)
-    cfg = internlm2_config()
     llama = T.LlamaForCausalLM(T.LlamaConfig(
         vocab_size=128, hidden_size=D, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=H,
         num_key_value_heads=K, max_position_embeddings=8, rms_norm_eps=1e-5, initializer_range=0.2,
@@ -65,6 +68,12 @@ def test_internlm2_layout_reproduces_llama_logits(tmp_path):
         for p in llama.parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
+    return llama
+
+
+def test_internlm2_layout_reproduces_llama_logits(tmp_path):
+    cfg = internlm2_config()
+    llama = tiny_llama()
     write_internlm2_checkpoint(llama, tmp_path)
     tokens = np.random.default_rng(1).integers(0, 128, (2, 12))
     with torch.no_grad():
@@ -78,3 +87,17 @@ def test_internlm2_layout_reproduces_llama_logits(tmp_path):
                         mask=causal_mask(jnp.asarray(valid)))
     assert_close(hidden, out.hidden_states[-1].numpy(), valid, rel=1e-4)
     assert_close(decoder.logits(hidden), out.logits.numpy(), valid, rel=1e-4)
+
+
+def test_internlm2_table_writes_back_the_fused_checkpoint(tmp_path):
+    """The export direction of the same table (``grouped_qkv`` fused back, ``output`` / ``tok_embeddings`` names)
+    reproduces the checkpoint written above from InternLM2's layout, bit for bit."""
+    write_internlm2_checkpoint(tiny_llama(), tmp_path)
+    decoder = load_decoder_from_hf_dir(str(tmp_path))
+    exported = {t.key: t.fetch() for t in plan_export(decoder, DECODERS["internlm2"].keys(decoder.cfg))}
+    written = safetensors.numpy.load_file(str(tmp_path / "model.safetensors"))
+    assert sorted(exported) == sorted(written)
+    for key, value in written.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
+    assert DECODERS["internlm2"].config.to_ours(DECODERS["internlm2"].config.to_hf(decoder.cfg)) == \
+        DECODERS["internlm2"].config.to_ours(internlm2_config())
