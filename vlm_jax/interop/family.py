@@ -1,11 +1,13 @@
-"""What one checkpoint family of a tower declares: its key table and its config table."""
+"""What a checkpoint family declares: a tower family its key and config tables, a VLM family how it composes
+towers, connector and config."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from vlm_jax.interop.checkpoint_io import canonical_vlm_key
 from vlm_jax.interop.config_table import ConfigTable
 from vlm_jax.interop.key_mapping import KeyMapping
 
@@ -27,32 +29,30 @@ class TowerFamily:
 
 @dataclasses.dataclass(frozen=True)
 class VLMFamily:
-    """A whole-VLM checkpoint family (HF ``model_type``), built from a vision and a decoder family.
+    """A whole-VLM checkpoint family (HF ``model_type``): its towers' tables under their prefixes plus its own
+    connector table, and its config translation.
 
     Attributes:
-      model_type, architecture: HF ``model_type`` and ``architectures[0]``.
-      defaults: HF class defaults of the top-level config fields we read (``vision_model_type`` /
-        ``text_model_type``: the tower a config without ``model_type`` in its sub-config has).
-      image_token_key: the config field of the image placeholder id.
+      model_type: HF ``model_type``.
+      read_config(hf_config, vision_overrides, llm_overrides): the :class:`~vlm_jax.model_config.VLMConfig`
+        fields of a ``config.json`` dict (``image_token_id`` omitted when the config does not record it);
+        raises ``ValueError`` for options we do not implement.
       connector_keys(projector_path): the table of the projector (and ``image_newline``); ``projector_path``
         is where our model keeps the projector (``projector``; SliME: ``slime/projector/mlp``).
-      read(d, vision, act): the family's own :class:`~vlm_jax.model_config.VLMConfig` fields (projector,
-        layout, max_views) from the HF config ``d`` (defaults filled), our vision config and projector
-        activation; raises ``ValueError`` for options we do not implement.
-      write(cfg, pinpoints): the family's own HF config fields.
-      matches(cfg): whether a model with config ``cfg`` has this family's structure.
-      tie_in_text_config: older checkpoints may store ``tie_word_embeddings`` in ``text_config`` instead.
+      write_config(cfg, image_grid_pinpoints): the ``config.json`` dict of ``cfg``; None for an import-only
+        family.
+      matches(cfg): whether a model with config ``cfg`` exports as this family.
+      rename: normalisation of the checkpoint's key names (:class:`~vlm_jax.interop.checkpoint_io.TensorSource`).
       vision_prefix, llm_prefix: the towers' key prefixes.
+      vision_family: the vision table by name (``towers.VISION``); None: chosen from the vision config.
     """
 
     model_type: str
-    architecture: str
-    defaults: Mapping[str, Any]
-    image_token_key: str
+    read_config: Callable[..., dict[str, Any]]
     connector_keys: Callable[[str], KeyMapping]
-    read: Callable[..., dict[str, Any]]
-    write: Callable[..., dict[str, Any]]
-    matches: Callable[[Any], bool]
-    tie_in_text_config: bool = False
+    write_config: Callable[..., dict[str, Any]] | None = None
+    matches: Callable[[Any], bool] = lambda cfg: False
+    rename: Callable[[str], str] = canonical_vlm_key
     vision_prefix: str = "vision_tower."
     llm_prefix: str = "language_model."
+    vision_family: str | None = None

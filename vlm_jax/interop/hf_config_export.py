@@ -1,11 +1,11 @@
 """``config.json`` of a transformers ``llava`` / ``llava_next`` / ``internvl`` model from a :class:`VLMConfig`.
 
-The inverse of :func:`vlm_jax.interop.hf_vlm.vlm_config_from_hf` (transformers 5 field names, as
-``save_pretrained`` writes them). Every exported config is read back with the importer and must give
-the same model (runtime fields such as dtype / remat / max_views aside): a model feature the HF
-config cannot express (a non-default ``qk_norm_eps``, a CLIP tower without its post-LayerNorm, a
-dynamic RoPE whose base length is not ``max_position_embeddings`` …) is refused with the differing
-fields named, instead of writing a config that transformers would run differently.
+The inverse of :func:`vlm_jax.interop.hf_vlm.vlm_config_from_hf`, written by the family's table
+(:mod:`vlm_jax.interop.mappings`; transformers 5 field names, as ``save_pretrained`` writes them). Every
+exported config is read back with the importer and must give the same model (runtime fields such as dtype /
+remat / max_views aside): a model feature the HF config cannot express (a non-default ``qk_norm_eps``, a CLIP
+tower without its post-LayerNorm, a dynamic RoPE whose base length is not ``max_position_embeddings`` …) is
+refused with the differing fields named, instead of writing a config that transformers would run differently.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlm_jax.interop.config_table import ACT_TO_HF, named
 from vlm_jax.interop.errors import NotExportable
-from vlm_jax.interop.hf_vlm import STRATEGIES, vlm_config_from_hf
+from vlm_jax.interop.hf_vlm import vlm_config_from_hf
 from vlm_jax.interop.mappings.llava_next import default_pinpoints
-from vlm_jax.interop.mappings.towers import decoder_family, vision_family
-from vlm_jax.interop.mappings.vlms import VLMS, family_of
+from vlm_jax.interop.mappings.vlms import EXPORTABLE, VLMS, family_of
 from vlm_jax.model_config import STAGES, VLMConfig
 
 __all__ = ["NotExportable", "check_exportable", "default_pinpoints", "hf_config", "infer_family"]
@@ -34,8 +32,8 @@ def infer_family(cfg: VLMConfig) -> str:
 
 def check_exportable(cfg: VLMConfig, family: str) -> None:
     """Raise :class:`NotExportable` for high-res stages (no HF class) or a family that does not fit."""
-    if family not in VLMS:
-        raise ValueError(f"unknown HF family {family!r}; known: {sorted(VLMS)}")
+    if family not in EXPORTABLE:
+        raise ValueError(f"unknown or import-only HF family {family!r}; exportable: {sorted(EXPORTABLE)}")
     stages = [name for name in STAGES if getattr(cfg, name) is not None]
     if stages:
         raise NotExportable(f"stages {stages} have no transformers equivalent (GSWA, SliceRestore, Self-Mining, "
@@ -78,16 +76,7 @@ def hf_config(cfg: VLMConfig, family: str, *, image_grid_pinpoints: Sequence[Seq
     check_exportable(cfg, family)
     if image_grid_pinpoints is not None and family != "llava_next":
         raise ValueError("image_grid_pinpoints apply to llava_next only")
-    vlm = VLMS[family]
-    strategy = {keep: name for name, keep in STRATEGIES.items()}[cfg.keep_cls]
-    d: dict[str, Any] = dict(
-        model_type=family, architectures=[vlm.architecture], dtype="float32",
-        vision_config=vision_family(cfg.vision).config.to_hf(cfg.vision),
-        text_config=decoder_family(cfg.llm).config.to_hf(cfg.llm),
-        projector_hidden_act=named(ACT_TO_HF, "projector activation", NotExportable)(cfg.projector.act),
-        vision_feature_layer=cfg.select_layer, vision_feature_select_strategy=strategy,
-        tie_word_embeddings=cfg.llm.tie_embeddings, image_seq_length=cfg.tokens_per_view,
-        **{vlm.image_token_key: cfg.image_token_id}, **vlm.write(cfg, image_grid_pinpoints))
+    d = VLMS[family].write_config(cfg, image_grid_pinpoints)
     d.update(extra_config or {})
     back = vlm_config_from_hf(d, max_views=cfg.max_views, global_view=cfg.global_view)
     diff = _differences(_runtime_free(cfg), _runtime_free(back))

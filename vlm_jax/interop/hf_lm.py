@@ -15,7 +15,7 @@ from flax import nnx
 
 from vlm_jax.interop.apply_mapping import load_mapped
 from vlm_jax.interop.checkpoint_io import TensorSource, check_all_set
-from vlm_jax.interop.mappings.towers import DECODERS, by_model_type, decoder_family
+from vlm_jax.interop.mappings.towers import DECODERS, decoder_family, lm_config
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.lm.decoder import Decoder
 
@@ -28,8 +28,7 @@ def lm_config_from_hf(d: Mapping[str, Any], **overrides) -> LMConfig:
     Features the decoder does not implement (MLP / output biases, sliding windows, non-SiLU MLPs,
     partial rotary) raise ``ValueError``. ``overrides`` set the runtime fields (``dtype``, ``remat``, ...).
     """
-    family = by_model_type(DECODERS, d.get("model_type"), "decoder")
-    return LMConfig(**{**family.config.to_ours(d), **overrides})
+    return lm_config(d, **overrides)
 
 
 def load_decoder(decoder: Decoder, source: TensorSource) -> Decoder:

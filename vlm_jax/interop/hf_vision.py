@@ -1,6 +1,7 @@
-"""Import Hugging Face CLIP / SigLIP / InternVL vision towers into :class:`vlm_jax.vision.vit.ViT`.
+"""Import Hugging Face CLIP / SigLIP / InternViT vision towers into :class:`vlm_jax.vision.vit.ViT`.
 
-The key and config tables are in :mod:`vlm_jax.interop.mappings` (``clip``, ``siglip``, ``internvit``);
+The key and config tables are in :mod:`vlm_jax.interop.mappings` (``clip``, ``siglip``, ``internvit`` for
+transformers' InternVL naming, ``intern_vit`` for InternViT's released layout);
 this module picks the family and applies its table with :func:`vlm_jax.interop.apply_mapping.load_mapped`.
 Keys are relative to the vision model: inside a VLM checkpoint the caller passes
 ``source.sub("vision_tower.")``.
@@ -18,8 +19,8 @@ import numpy as np
 from flax import nnx
 
 from vlm_jax.interop.apply_mapping import load_mapped
-from vlm_jax.interop.checkpoint_io import TensorSource, check_all_set
-from vlm_jax.interop.mappings.towers import VISION, detect_vision_family
+from vlm_jax.interop.checkpoint_io import TensorSource, canonical_key, canonical_vlm_key, check_all_set
+from vlm_jax.interop.mappings.towers import VISION, detect_vision_family, vit_config
 from vlm_jax.vision.config import ViTConfig
 from vlm_jax.vision.vit import ViT
 
@@ -35,13 +36,11 @@ def _family(kind: str):
 def vit_config_from_hf(hf_config: Mapping[str, Any], kind: str, **overrides) -> ViTConfig:
     """:class:`ViTConfig` from an HF vision config dict (``config.json``; a VLM config's
     ``vision_config`` is used when present). ``overrides`` set our own fields (dtype, remat, …)."""
-    family = _family(kind)
-    d = dict(hf_config.get("vision_config") or hf_config)
-    return ViTConfig.from_dict({**family.config.to_ours(d), **overrides})
+    return vit_config(_family(kind), hf_config.get("vision_config") or hf_config, **overrides)
 
 
 def detect_kind(source: TensorSource) -> str:
-    """The family (``clip`` | ``siglip`` | ``internvl``) of the vision tower under ``source`` from its key names."""
+    """The family (``clip`` | ``siglip`` | ``internvl`` | ``intern_vit``) of the tower under ``source``."""
     return detect_vision_family(source).name
 
 
@@ -67,7 +66,7 @@ def load_vit_from_hf_dir(path: str, kind: str, **overrides) -> ViT:
         hf_config = json.load(f)
     vit = nnx.eval_shape(lambda: ViT(vit_config_from_hf(hf_config, kind, **overrides), rngs=nnx.Rngs(0)))
     vlm = "vision_config" in hf_config
-    source = TensorSource.open(path, vlm=vlm)
+    source = TensorSource.open(path, rename=canonical_vlm_key if vlm else canonical_key)
     load_vit(vit, source.sub("vision_tower.") if vlm else source, kind)
     check_all_set(vit)
     return vit

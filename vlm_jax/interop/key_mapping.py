@@ -27,6 +27,7 @@ from vlm_jax.interop.transforms import (
     head_bias,
     heads_in,
     heads_out,
+    packed_rows,
 )
 
 LAYER = "{i}"  # placeholder for the layer index in HF keys of scanned parameters
@@ -122,3 +123,13 @@ def projection_in(ours: str, hf: str, head_dim: int) -> tuple[Rule, ...]:
 def projection_out(ours: str, hf: str, head_dim: int) -> tuple[Rule, ...]:
     """Attention output projection: kernel ``[H, Dh, D]`` ↔ ``[D, H·Dh]``, bias ``[D]``."""
     return rule(f"{ours}/kernel", f"{hf}.weight", heads_out(head_dim)), rule(f"{ours}/bias", f"{hf}.bias")
+
+
+def packed_projections_in(ours: tuple[str, ...], weight: str, bias: str, head_dim: int,
+                          width: int) -> tuple[Rule, ...]:
+    """Projections packed row-wise in one HF linear layer (``torch.nn.MultiheadAttention``'s ``in_proj``,
+    InternViT's ``attn.qkv``): ``weight [n·width, D]`` ↔ kernels ``[D, H, Dh]`` of ``ours`` in order,
+    ``bias [n·width]`` ↔ biases ``[H, Dh]``."""
+    n = len(ours)
+    return (rule([f"{p}/kernel" for p in ours], weight, packed_rows([heads_in(head_dim)] * n, [width] * n)),
+            rule([f"{p}/bias" for p in ours], bias, packed_rows([head_bias(head_dim)] * n, [width] * n)))

@@ -37,4 +37,4 @@ def keys(cfg: ViTConfig) -> KeyMapping:
 CONFIG = ConfigTable("clip_vision_model", vision_fields("quick_gelu", 1e-5),
                      fixed_ours=dict(cls_token=True, pre_norm=True, final_norm="cls", patch_bias=False))
 
-FAMILY = TowerFamily("clip", keys, CONFIG, marker="embeddings.class_embedding")
+FAMILY = TowerFamily("clip", keys, CONFIG, marker="pre_layrnorm.weight")

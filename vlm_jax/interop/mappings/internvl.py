@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping, norm, table
 from vlm_jax.interop.mappings import llava
+from vlm_jax.interop.mappings.transformers_vlm import transformers_family
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.projectors import ProjectorConfig
 from vlm_jax.vision.config import ViTConfig
@@ -34,5 +34,6 @@ def write(cfg: VLMConfig, pinpoints: Sequence[Sequence[int]] | None) -> dict[str
     return dict(downsample_ratio=cfg.projector.downsample)
 
 
-FAMILY = VLMFamily("internvl", "InternVLForConditionalGeneration", DEFAULTS, "image_token_id", keys, read, write,
-                   matches=lambda cfg: cfg.projector.kind == "internvl")
+FAMILY = transformers_family(
+    "internvl", "InternVLForConditionalGeneration", defaults=DEFAULTS, image_token_key="image_token_id",
+    connector_keys=keys, read=read, write=write, matches=lambda cfg: cfg.projector.kind == "internvl")

@@ -39,4 +39,4 @@ CONFIG = ConfigTable(
     refused=DECODER_REFUSALS + (Refusal("attention_bias", False, lambda bias: not bias,
                                         "Llama attention_bias=True (also biases o_proj) is not supported"),))
 
-FAMILY = TowerFamily("llama", keys, CONFIG, marker="model.embed_tokens.weight")
+FAMILY = TowerFamily("llama", keys, CONFIG)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping, linear, table
+from vlm_jax.interop.mappings.transformers_vlm import transformers_family
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.projectors import ProjectorConfig
 from vlm_jax.vision.config import ViTConfig
@@ -33,6 +33,7 @@ def write(cfg: VLMConfig, pinpoints: Sequence[Sequence[int]] | None) -> dict[str
     return dict(multimodal_projector_bias=True)
 
 
-FAMILY = VLMFamily("llava", "LlavaForConditionalGeneration", DEFAULTS, "image_token_index", mlp_keys, read, write,
-                   matches=lambda cfg: cfg.projector.kind == "mlp2x_gelu" and cfg.layout == "flat",
-                   tie_in_text_config=True)
+FAMILY = transformers_family(
+    "llava", "LlavaForConditionalGeneration", defaults=DEFAULTS, image_token_key="image_token_index",
+    connector_keys=mlp_keys, read=read, write=write, tie_in_text_config=True,
+    matches=lambda cfg: cfg.projector.kind == "mlp2x_gelu" and cfg.layout == "flat")

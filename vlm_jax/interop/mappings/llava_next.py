@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping, rule, table
 from vlm_jax.interop.mappings import llava
+from vlm_jax.interop.mappings.transformers_vlm import transformers_family
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.presets import LLAVA_NEXT_PINPOINTS
 from vlm_jax.vision.config import ViTConfig
@@ -48,6 +48,7 @@ def write(cfg: VLMConfig, pinpoints: Sequence[Sequence[int]] | None) -> dict[str
     return dict(llava.write(cfg, pinpoints), image_grid_pinpoints=[[int(h), int(w)] for h, w in pinpoints])
 
 
-FAMILY = VLMFamily("llava_next", "LlavaNextForConditionalGeneration", DEFAULTS, "image_token_index", keys, read,
-                   write, matches=lambda cfg: cfg.projector.kind == "mlp2x_gelu" and cfg.layout == "anyres",
-                   tie_in_text_config=True)
+FAMILY = transformers_family(
+    "llava_next", "LlavaNextForConditionalGeneration", defaults=DEFAULTS, image_token_key="image_token_index",
+    connector_keys=keys, read=read, write=write, tie_in_text_config=True,
+    matches=lambda cfg: cfg.projector.kind == "mlp2x_gelu" and cfg.layout == "anyres")

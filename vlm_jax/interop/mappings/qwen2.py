@@ -22,4 +22,4 @@ CONFIG = ConfigTable(
     refused=DECODER_REFUSALS + (Refusal("use_sliding_window", False, lambda on: not on,
                                         "Qwen2 sliding-window attention is not supported"),))
 
-FAMILY = TowerFamily("qwen2", keys, CONFIG, marker="model.embed_tokens.weight")
+FAMILY = TowerFamily("qwen2", keys, CONFIG)

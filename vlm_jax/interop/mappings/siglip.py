@@ -9,24 +9,31 @@ from __future__ import annotations
 
 from vlm_jax.interop.config_table import ConfigTable, Field
 from vlm_jax.interop.family import TowerFamily
-from vlm_jax.interop.key_mapping import KeyMapping, linear, norm, projection_out, rule, table
+from vlm_jax.interop.key_mapping import (
+    KeyMapping,
+    linear,
+    norm,
+    packed_projections_in,
+    projection_out,
+    rule,
+    table,
+)
 from vlm_jax.interop.mappings.clip import LAYERS, encoder_layer
 from vlm_jax.interop.mappings.vision_common import vision_fields
-from vlm_jax.interop.transforms import head_bias, heads_in, leading_unit_axes, packed_rows, patch_conv
+from vlm_jax.interop.transforms import leading_unit_axes, patch_conv
 from vlm_jax.vision.config import ViTConfig
 
 
 def keys(cfg: ViTConfig) -> KeyMapping:
-    d, dh = cfg.hidden, cfg.head_dim
-    qkv = [f"head/attn/{n}" for n in "qkv"]
+    dh = cfg.head_dim
     return table(
         rule("patch_embed/kernel", "embeddings.patch_embedding.weight", patch_conv(cfg.patch, cfg.channels)),
         rule("patch_embed/bias", "embeddings.patch_embedding.bias"),
         rule("pos_embed", "embeddings.position_embedding.weight"),
         norm("final_norm", "post_layernorm"),
         rule("head/probe", "head.probe", leading_unit_axes(2)),
-        rule([p + "/kernel" for p in qkv], "head.attention.in_proj_weight", packed_rows([heads_in(dh)] * 3, [d] * 3)),
-        rule([p + "/bias" for p in qkv], "head.attention.in_proj_bias", packed_rows([head_bias(dh)] * 3, [d] * 3)),
+        packed_projections_in(tuple(f"head/attn/{n}" for n in "qkv"), "head.attention.in_proj_weight",
+                              "head.attention.in_proj_bias", dh, cfg.hidden),
         projection_out("head/attn/out", "head.attention.out_proj", dh),
         norm("head/norm", "head.layernorm"),
         linear("head/mlp/fc1", "head.mlp.fc1"),

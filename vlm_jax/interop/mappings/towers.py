@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from vlm_jax.interop.checkpoint_io import TensorSource
 from vlm_jax.interop.family import TowerFamily
-from vlm_jax.interop.mappings import clip, internlm2, internvit, llama, qwen2, siglip
+from vlm_jax.interop.mappings import clip, intern_vit, internlm2, internvit, llama, qwen2, siglip
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.vision.config import ViTConfig
 
-VISION: dict[str, TowerFamily] = {f.name: f for f in (clip.FAMILY, siglip.FAMILY, internvit.FAMILY)}
+VISION: dict[str, TowerFamily] = {f.name: f for f in (clip.FAMILY, siglip.FAMILY, internvit.FAMILY, intern_vit.FAMILY)}
 DECODERS: dict[str, TowerFamily] = {f.name: f for f in (llama.FAMILY, qwen2.FAMILY, internlm2.FAMILY)}
 
 
@@ -20,9 +23,20 @@ def by_model_type(families: dict[str, TowerFamily], model_type: str, what: str) 
     return known[model_type]
 
 
+def vit_config(family: TowerFamily, hf_config: Mapping[str, Any], **overrides) -> ViTConfig:
+    """Our vision config from an HF vision ``config.json`` dict of ``family``; ``overrides`` set our own fields."""
+    return ViTConfig.from_dict({**family.config.to_ours(hf_config), **overrides})
+
+
+def lm_config(hf_config: Mapping[str, Any], **overrides) -> LMConfig:
+    """Our decoder config from an HF decoder ``config.json`` dict (family by its ``model_type``)."""
+    family = by_model_type(DECODERS, hf_config.get("model_type"), "decoder")
+    return LMConfig(**{**family.config.to_ours(hf_config), **overrides})
+
+
 def vision_family(cfg: ViTConfig) -> TowerFamily:
-    """``internvl`` for layer scales, ``clip`` for a CLS token, else ``siglip`` (the config read-back of an
-    export rejects the flags the chosen family cannot express)."""
+    """``internvl`` (transformers' InternViT naming) for layer scales, ``clip`` for a CLS token, else ``siglip``
+    (the config read-back of an export rejects the flags the chosen family cannot express)."""
     if cfg.layer_scale:
         return VISION["internvl"]
     return VISION["clip" if cfg.cls_token else "siglip"]

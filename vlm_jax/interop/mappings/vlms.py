@@ -6,11 +6,13 @@ from vlm_jax.interop.checkpoint_io import TensorSource
 from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping
-from vlm_jax.interop.mappings import internvl, llava, llava_next
-from vlm_jax.interop.mappings.towers import decoder_family, vision_family
+from vlm_jax.interop.mappings import internvl, internvl_chat, llava, llava_next
+from vlm_jax.interop.mappings.towers import VISION, decoder_family, vision_family
 from vlm_jax.model_config import VLMConfig
 
-VLMS: dict[str, VLMFamily] = {f.model_type: f for f in (llava.FAMILY, llava_next.FAMILY, internvl.FAMILY)}
+VLMS: dict[str, VLMFamily] = {f.model_type: f for f in (llava.FAMILY, llava_next.FAMILY, internvl.FAMILY,
+                                                        internvl_chat.FAMILY)}
+EXPORTABLE = tuple(name for name, family in VLMS.items() if family.write_config is not None)
 
 
 def vlm_family(model_type: str | None) -> VLMFamily:
@@ -21,7 +23,7 @@ def vlm_family(model_type: str | None) -> VLMFamily:
 
 
 def family_of(cfg: VLMConfig) -> VLMFamily:
-    """The family whose structure ``cfg`` has (projector kind and layout)."""
+    """The exportable family whose structure ``cfg`` has (projector kind and layout)."""
     for family in VLMS.values():
         if family.matches(cfg):
             return family
@@ -32,7 +34,8 @@ def vlm_keys(family: VLMFamily, cfg: VLMConfig, projector: str = "projector",
              source: TensorSource | None = None) -> KeyMapping:
     """The key table of a VLM of ``family``: vision tower under ``vision/``, decoder under ``llm/`` (its layout
     recognised from ``source`` when given), connector at ``projector``."""
-    vision = vision_family(cfg.vision).keys(cfg.vision).nest("vision/", family.vision_prefix)
+    vision_tower = VISION[family.vision_family] if family.vision_family else vision_family(cfg.vision)
+    vision = vision_tower.keys(cfg.vision).nest("vision/", family.vision_prefix)
     llm_source = None if source is None else source.sub(family.llm_prefix)
     llm = decoder_family(cfg.llm, llm_source).keys(cfg.llm).nest("llm/", family.llm_prefix)
     return vision + family.connector_keys(projector) + llm
