@@ -19,6 +19,7 @@ import safetensors.numpy
 import torch
 import transformers as T
 from flax import nnx
+from test_internvl_chat_parity import chat_config
 
 from vlm_jax.interop.apply_mapping import applicable_rules, hf_shape, parameters, plan_export
 from vlm_jax.interop.checkpoint_io import CheckpointError, TensorSource, canonical_key
@@ -58,6 +59,11 @@ DECODER_CASES = {
         rope_parameters=dict(rope_type="dynamic", rope_theta=1e4, factor=2.0))),
     "qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM, dict(rms_norm_eps=1e-5)),
 }
+# InternViT's released layout (no transformers class): ``InternVisionConfig`` fields
+INTERN_VIT_CASES = {
+    "intern_vit_qknorm_bias_ln": dict(VISION_TINY, qkv_bias=True, qk_normalization=True, norm_type="layer_norm"),
+    "intern_vit_rms": dict(VISION_TINY, qkv_bias=False, qk_normalization=False, norm_type="rms_norm"),
+}
 INTERNLM2 = LMConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64)
 
 
@@ -85,14 +91,18 @@ def _table_cases():
         cfg = _vision_cfg(name)
         family = VISION[VISION_CASES[name][0]]
         cases.append((name, family.name, family.keys(cfg), nnx.eval_shape(lambda c=cfg: ViT(c, rngs=nnx.Rngs(0)))))
+    for name, hf_cfg in INTERN_VIT_CASES.items():
+        family = VISION["intern_vit"]
+        cfg = vit_config_from_hf(hf_cfg, "intern_vit")
+        cases.append((name, family.name, family.keys(cfg), nnx.eval_shape(lambda c=cfg: ViT(c, rngs=nnx.Rngs(0)))))
     for name, (config_cls, _, options) in DECODER_CASES.items():
         lm = _lm_cfg(config_cls, options)
         family = decoder_family(lm)
         cases.append((name, family.name, family.keys(lm), nnx.eval_shape(lambda c=lm: Decoder(c, rngs=nnx.Rngs(0)))))
     cases.append(("internlm2", "internlm2", DECODERS["internlm2"].keys(INTERNLM2),
                   nnx.eval_shape(lambda: Decoder(INTERNLM2, rngs=nnx.Rngs(0)))))
-    for name, hf_cfg in _vlm_hf_configs().items():
-        cfg = vlm_config_from_hf(hf_cfg.to_dict())
+    for name, hf_cfg in {**_vlm_hf_configs(), "internvl_chat": chat_config()}.items():
+        cfg = vlm_config_from_hf(hf_cfg if isinstance(hf_cfg, dict) else hf_cfg.to_dict(), image_token_id=hb.IMG_TOK)
         cases.append((name, "vlm:" + name, vlm_keys(VLMS[name], cfg),
                       nnx.eval_shape(lambda c=cfg: VLM(c, rngs=nnx.Rngs(0)))))
     return cases
@@ -133,7 +143,7 @@ def test_every_transform_kind_and_every_rule_is_used():
                      "packed_rows", "grouped_qkv"}
     applied: dict[str, set[str]] = {}
     declared: dict[str, set[str]] = {}
-    towers = ("vision_tower.", "language_model.")  # a VLM's tower rules are checked with the tower families
+    towers = ("vision_tower.", "vision_model.", "language_model.")  # checked with the tower families
     for _, family, keys, module in CASES:
         declared.setdefault(family, set()).update(r.hf for r in keys.rules if not r.hf.startswith(towers))
         applied.setdefault(family, set()).update(r.hf for r in applicable_rules(keys, parameters(module))

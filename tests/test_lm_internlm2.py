@@ -2,13 +2,14 @@
 
 transformers has no native InternLM2 class, and InternLM2 is a Llama with renamed tensors and a fused
 ``wqkv``. The test writes the fused weight itself from the layout of InternLM2's ``modeling_internlm2.py``
-(``rearrange(qkv, "b q (h gs d) -> b q h gs d", gs=G + 2)``: per kv head, G query heads, one key, one
-value). GQA with G = 2 and K = 2 makes a wrong grouping visible; the sequence (12) is longer than
-``max_position_embeddings`` (8), so the dynamic-NTK RoPE of InternVL2-2B's LLM is exercised too.
+(``hf_builders.internlm2_wqkv``: per kv head, G query heads, one key, one value). GQA with G = 2 and K = 2
+makes a wrong grouping visible; the sequence (12) is longer than ``max_position_embeddings`` (8), so the
+dynamic-NTK RoPE of InternVL2-2B's LLM is exercised too.
 """
 
 import json
 
+import hf_builders as hb
 import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
@@ -23,37 +24,20 @@ from vlm_jax.interop.mappings.towers import DECODERS
 from vlm_jax.nn.attention import causal_mask
 from vlm_jax.nn.rope import RopeScaling
 
-H, K, DH, D, LAYERS = 4, 2, 8, 32, 2
+H, K, D, LAYERS = 4, 2, 32, 2
 ROPE = {"type": "dynamic", "factor": 2.0}
 
 
 def internlm2_config() -> dict:
-    """The ``config.json`` fields of InternLM2's remote-code ``InternLM2Config``."""
-    return dict(model_type="internlm2", architectures=["InternLM2ForCausalLM"], vocab_size=128, hidden_size=D,
-                intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=H, num_key_value_heads=K,
-                hidden_act="silu", max_position_embeddings=8, rms_norm_eps=1e-5, bias=False, rope_theta=10000.0,
-                rope_scaling=ROPE, tie_word_embeddings=False, attn_implementation="eager")
-
-
-def fuse_wqkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``q [H*Dh, D]``, ``k, v [K*Dh, D]`` → ``wqkv [K*(G+2)*Dh, D]`` grouped per kv head."""
-    g = H // K
-    return torch.cat([q.reshape(K, g, DH, D), k.reshape(K, 1, DH, D), v.reshape(K, 1, DH, D)], dim=1).reshape(-1, D)
+    """The ``config.json`` of the InternLM2 checkpoint (dynamic NTK RoPE, base length 8)."""
+    return hb.internlm2_config(vocab_size=128, hidden_size=D, intermediate_size=64, num_hidden_layers=LAYERS,
+                               num_attention_heads=H, num_key_value_heads=K, max_position_embeddings=8,
+                               rms_norm_eps=1e-5, rope_scaling=ROPE)
 
 
 def write_internlm2_checkpoint(llama: T.LlamaForCausalLM, path) -> None:
-    sd = llama.state_dict()
-    out = {"model.tok_embeddings.weight": sd["model.embed_tokens.weight"], "model.norm.weight": sd["model.norm.weight"],
-           "output.weight": sd["lm_head.weight"]}
-    for i in range(LAYERS):
-        src, dst = f"model.layers.{i}.", f"model.layers.{i}."
-        out[dst + "attention.wqkv.weight"] = fuse_wqkv(*(sd[src + f"self_attn.{p}_proj.weight"] for p in "qkv"))
-        out[dst + "attention.wo.weight"] = sd[src + "self_attn.o_proj.weight"]
-        for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
-            out[dst + f"feed_forward.{ours}.weight"] = sd[src + f"mlp.{theirs}.weight"]
-        out[dst + "attention_norm.weight"] = sd[src + "input_layernorm.weight"]
-        out[dst + "ffn_norm.weight"] = sd[src + "post_attention_layernorm.weight"]
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path / "model.safetensors"))
+    tensors = hb.internlm2_tensors(llama.state_dict(), "model.", "lm_head.weight", LAYERS, K)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
     (path / "config.json").write_text(json.dumps(internlm2_config()))
 
 
