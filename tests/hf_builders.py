@@ -93,3 +93,38 @@ def our_batch(ids: np.ndarray, mask: np.ndarray, views: list[np.ndarray], max_vi
         "orig_size": np.asarray(orig_sizes if orig_sizes is not None else [(h, w)] * b, np.int32),
         "tokens": ids.astype(np.int32), "valid": mask, "image_slots": (ids == IMG_TOK) & mask,
     }
+
+
+def internlm2_wqkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """InternLM2's fused ``wqkv [K·(G+2)·Dh, D]`` from HF ``q [H·Dh, D]``, ``k``, ``v [K·Dh, D]``: per kv head its
+    ``G`` query heads, then its key, then its value (``modeling_internlm2.py`` splits the projection with
+    ``rearrange(qkv, "b q (h gs d) -> b q h gs d", gs=G + 2)``)."""
+    d, dh = q.shape[1], k.shape[0] // kv_heads
+    g = q.shape[0] // (kv_heads * dh)
+    parts = [q.reshape(kv_heads, g, dh, d), k.reshape(kv_heads, 1, dh, d), v.reshape(kv_heads, 1, dh, d)]
+    return torch.cat(parts, dim=1).reshape(-1, d)
+
+
+def internlm2_tensors(sd: dict, body: str, head: str, layers: int, kv_heads: int) -> dict:
+    """A Llama's tensors (``{body}embed_tokens`` / ``{body}layers.{i}…`` / ``{body}norm``, head ``head``) under
+    InternLM2's names: ``model.tok_embeddings``, ``model.layers.{i}.attention.{wqkv,wo}``,
+    ``feed_forward.{w1,w3,w2}`` (gate, up, down), ``attention_norm`` / ``ffn_norm``, ``model.norm``, ``output``."""
+    out = {"model.tok_embeddings.weight": sd[body + "embed_tokens.weight"],
+           "model.norm.weight": sd[body + "norm.weight"], "output.weight": sd[head]}
+    for i in range(layers):
+        src, dst = f"{body}layers.{i}.", f"model.layers.{i}."
+        out[dst + "attention.wqkv.weight"] = internlm2_wqkv(
+            *(sd[src + f"self_attn.{p}_proj.weight"] for p in "qkv"), kv_heads)
+        out[dst + "attention.wo.weight"] = sd[src + "self_attn.o_proj.weight"]
+        for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+            out[dst + f"feed_forward.{ours}.weight"] = sd[src + f"mlp.{theirs}.weight"]
+        out[dst + "attention_norm.weight"] = sd[src + "input_layernorm.weight"]
+        out[dst + "ffn_norm.weight"] = sd[src + "post_attention_layernorm.weight"]
+    return out
+
+
+def internlm2_config(**fields) -> dict:
+    """``config.json`` fields of InternLM2's remote-code ``InternLM2Config`` (no biases, untied head)."""
+    return dict(dict(model_type="internlm2", architectures=["InternLM2ForCausalLM"], hidden_act="silu", bias=False,
+                     rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager"),
+                **fields)

@@ -2,61 +2,48 @@
 
 transformers has no native InternLM2 class, and InternLM2 is a Llama with renamed tensors and a fused
 ``wqkv``. The test writes the fused weight itself from the layout of InternLM2's ``modeling_internlm2.py``
-(``rearrange(qkv, "b q (h gs d) -> b q h gs d", gs=G + 2)``: per kv head, G query heads, one key, one
-value). GQA with G = 2 and K = 2 makes a wrong grouping visible; the sequence (12) is longer than
-``max_position_embeddings`` (8), so the dynamic-NTK RoPE of InternVL2-2B's LLM is exercised too.
+(``hf_builders.internlm2_wqkv``: per kv head, G query heads, one key, one value). GQA with G = 2 and K = 2
+makes a wrong grouping visible; the sequence (12) is longer than ``max_position_embeddings`` (8), so the
+dynamic-NTK RoPE of InternVL2-2B's LLM is exercised too.
 """
 
 import json
 
+import hf_builders as hb
 import jax.numpy as jnp
 import numpy as np
+import safetensors.numpy
 import torch
 import transformers as T
 from safetensors.torch import save_file
 from test_lm_hf_parity import assert_close
 
+from vlm_jax.interop.apply_mapping import plan_export
 from vlm_jax.interop.hf_lm import lm_config_from_hf, load_decoder_from_hf_dir
+from vlm_jax.interop.mappings.towers import DECODERS
 from vlm_jax.nn.attention import causal_mask
 from vlm_jax.nn.rope import RopeScaling
 
-H, K, DH, D, LAYERS = 4, 2, 8, 32, 2
+H, K, D, LAYERS = 4, 2, 32, 2
 ROPE = {"type": "dynamic", "factor": 2.0}
 
 
 def internlm2_config() -> dict:
-    """The ``config.json`` fields of InternLM2's remote-code ``InternLM2Config``."""
-    return dict(model_type="internlm2", architectures=["InternLM2ForCausalLM"], vocab_size=128, hidden_size=D,
-                intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=H, num_key_value_heads=K,
-                hidden_act="silu", max_position_embeddings=8, rms_norm_eps=1e-5, bias=False, rope_theta=10000.0,
-                rope_scaling=ROPE, tie_word_embeddings=False, attn_implementation="eager")
-
-
-def fuse_wqkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``q [H*Dh, D]``, ``k, v [K*Dh, D]`` → ``wqkv [K*(G+2)*Dh, D]`` grouped per kv head."""
-    g = H // K
-    return torch.cat([q.reshape(K, g, DH, D), k.reshape(K, 1, DH, D), v.reshape(K, 1, DH, D)], dim=1).reshape(-1, D)
+    """The ``config.json`` of the InternLM2 checkpoint (dynamic NTK RoPE, base length 8)."""
+    return hb.internlm2_config(vocab_size=128, hidden_size=D, intermediate_size=64, num_hidden_layers=LAYERS,
+                               num_attention_heads=H, num_key_value_heads=K, max_position_embeddings=8,
+                               rms_norm_eps=1e-5, rope_scaling=ROPE)
 
 
 def write_internlm2_checkpoint(llama: T.LlamaForCausalLM, path) -> None:
-    sd = llama.state_dict()
-    out = {"model.tok_embeddings.weight": sd["model.embed_tokens.weight"], "model.norm.weight": sd["model.norm.weight"],
-           "output.weight": sd["lm_head.weight"]}
-    for i in range(LAYERS):
-        src, dst = f"model.layers.{i}.", f"model.layers.{i}."
-        out[dst + "attention.wqkv.weight"] = fuse_wqkv(*(sd[src + f"self_attn.{p}_proj.weight"] for p in "qkv"))
-        out[dst + "attention.wo.weight"] = sd[src + "self_attn.o_proj.weight"]
-        for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
-            out[dst + f"feed_forward.{ours}.weight"] = sd[src + f"mlp.{theirs}.weight"]
-        out[dst + "attention_norm.weight"] = sd[src + "input_layernorm.weight"]
-        out[dst + "ffn_norm.weight"] = sd[src + "post_attention_layernorm.weight"]
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path / "model.safetensors"))
+    tensors = hb.internlm2_tensors(llama.state_dict(), "model.", "lm_head.weight", LAYERS, K)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
     (path / "config.json").write_text(json.dumps(internlm2_config()))
 
 
-def test_internlm2_layout_reproduces_llama_logits(tmp_path):
+def tiny_llama() -> T.LlamaForCausalLM:
+    """The Llama whose weights are rewritten in InternLM2's layout (norm scales perturbed away from 1)."""
     torch.manual_seed(0)
-    cfg = internlm2_config()
     llama = T.LlamaForCausalLM(T.LlamaConfig(
         vocab_size=128, hidden_size=D, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=H,
         num_key_value_heads=K, max_position_embeddings=8, rms_norm_eps=1e-5, initializer_range=0.2,
@@ -65,6 +52,12 @@ def test_internlm2_layout_reproduces_llama_logits(tmp_path):
         for p in llama.parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
+    return llama
+
+
+def test_internlm2_layout_reproduces_llama_logits(tmp_path):
+    cfg = internlm2_config()
+    llama = tiny_llama()
     write_internlm2_checkpoint(llama, tmp_path)
     tokens = np.random.default_rng(1).integers(0, 128, (2, 12))
     with torch.no_grad():
@@ -78,3 +71,17 @@ def test_internlm2_layout_reproduces_llama_logits(tmp_path):
                         mask=causal_mask(jnp.asarray(valid)))
     assert_close(hidden, out.hidden_states[-1].numpy(), valid, rel=1e-4)
     assert_close(decoder.logits(hidden), out.logits.numpy(), valid, rel=1e-4)
+
+
+def test_internlm2_table_writes_back_the_fused_checkpoint(tmp_path):
+    """The export direction of the same table (``grouped_qkv`` fused back, ``output`` / ``tok_embeddings`` names)
+    reproduces the checkpoint written above from InternLM2's layout, bit for bit."""
+    write_internlm2_checkpoint(tiny_llama(), tmp_path)
+    decoder = load_decoder_from_hf_dir(str(tmp_path))
+    exported = {t.key: t.fetch() for t in plan_export(decoder, DECODERS["internlm2"].keys(decoder.cfg))}
+    written = safetensors.numpy.load_file(str(tmp_path / "model.safetensors"))
+    assert sorted(exported) == sorted(written)
+    for key, value in written.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
+    assert DECODERS["internlm2"].config.to_ours(DECODERS["internlm2"].config.to_hf(decoder.cfg)) == \
+        DECODERS["internlm2"].config.to_ours(internlm2_config())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,22 +26,19 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from vlm_jax.interop.errors import CheckpointError
+
 _VLM_TOP = ("vision_tower.", "language_model.", "multi_modal_projector.", "image_newline")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint does not match the model: missing, unexpected or mis-shaped tensors."""
-
-
 def canonical_key(key: str) -> str:
-    """Normalise a transformers state-dict key to the v5 on-disk naming."""
+    """Normalise a transformers state-dict key to the v5 on-disk naming (a standalone vision model's
+    ``vision_model.`` prefix dropped)."""
     if key.startswith("model.") and key[len("model."):].startswith(_VLM_TOP):
         key = key[len("model."):]
         if key.startswith("language_model.") and not key.startswith(("language_model.model.",
                                                                       "language_model.lm_head.")):
             key = "language_model.model." + key[len("language_model."):]
-    elif key == "lm_head.weight" or key.startswith("lm_head."):
-        pass  # standalone causal LM, or resolved by VLM readers via ``vlm=True``
     if key.startswith("vision_tower.vision_model."):
         key = "vision_tower." + key[len("vision_tower.vision_model."):]
     if key.startswith("vision_model."):
@@ -49,10 +46,18 @@ def canonical_key(key: str) -> str:
     return key
 
 
-def _read_header(path: str) -> dict:
+def canonical_vlm_key(key: str) -> str:
+    """:func:`canonical_key` for a transformers VLM: a top-level ``lm_head.*`` (v5 in-memory naming) belongs
+    to ``language_model.``."""
+    key = canonical_key(key)
+    return "language_model." + key if key.startswith("lm_head.") else key
+
+
+def _read_header(path: str) -> tuple[dict, int]:
+    """The JSON header of a safetensors file and the byte offset where its data starts."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n))
+        return json.loads(f.read(n)), 8 + n
 
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64,
@@ -71,11 +76,9 @@ class TensorSource:
         self._used = set() if used is None else used
 
     @classmethod
-    def open(cls, path: str, *, vlm: bool = False) -> "TensorSource":
-        """Open a ``save_pretrained`` directory (single or sharded) or one ``.safetensors`` file.
-
-        ``vlm=True`` maps a top-level ``lm_head.*`` (v5 in-memory naming) to ``language_model.lm_head.*``.
-        """
+    def open(cls, path: str, *, rename: Callable[[str], str] = canonical_key) -> "TensorSource":
+        """Open a ``save_pretrained`` directory (single or sharded) or one ``.safetensors`` file; keys are
+        stored as ``rename(key)`` (default: :func:`canonical_key`; VLMs: their family's naming)."""
         if os.path.isdir(path):
             files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
         else:
@@ -84,14 +87,11 @@ class TensorSource:
             raise CheckpointError(f"no .safetensors files in {path} (pickle checkpoints are not read)")
         entries: dict[str, tuple[str, dict]] = {}
         for f in files:
-            header = _read_header(f)
-            offset = 8 + struct.unpack("<Q", open(f, "rb").read(8))[0]
+            header, offset = _read_header(f)
             for k, meta in header.items():
                 if k == "__metadata__":
                     continue
-                key = canonical_key(k)
-                if vlm and key.startswith("lm_head."):
-                    key = "language_model." + key
+                key = rename(k)
                 if key in entries:
                     raise CheckpointError(f"tensor {key!r} appears twice (as {k!r} in {f})")
                 entries[key] = (f, dict(meta, base=offset))
@@ -126,16 +126,14 @@ class TensorSource:
         arr = np.frombuffer(raw, dtype=_DTYPES[meta["dtype"]]).reshape(meta["shape"])
         return arr.astype(dtype) if dtype is not None else np.array(arr)
 
-    def stacked(self, fmt: str, n: int, transform: Callable[[np.ndarray], np.ndarray] = lambda a: a,
-                dtype=np.float32) -> np.ndarray:
-        """``[n, ...]`` stack of ``transform(get(fmt.format(i)))`` for layers ``i < n``."""
-        return np.stack([transform(self.get(fmt.format(i), dtype)) for i in range(n)])
+    def was_read(self, key: str) -> bool:
+        return self._prefix + key in self._used
 
-    def check_all_used(self, ignore: Iterable[str] = ()) -> None:
-        """Raise if any tensor under this view's prefix was never read (unexpected tensors)."""
+    def check_all_used(self, ignore: Callable[[str], bool] = lambda key: False) -> None:
+        """Raise if any tensor under this view's prefix was never read (unexpected tensors); ``ignore(key)``
+        (key relative to the view) names tensors that are knowingly dropped."""
         p = self._prefix
-        left = [k for k in self._entries if k.startswith(p) and k not in self._used
-                and not any(k[len(p):].startswith(i) for i in ignore)]
+        left = [k for k in self._entries if k.startswith(p) and k not in self._used and not ignore(k[len(p):])]
         if left:
             raise CheckpointError(f"{len(left)} unexpected tensors in checkpoint, e.g. {sorted(left)[:5]}")
 
