@@ -121,20 +121,35 @@ def _final_params(workdir, step, config):
     return jax.tree.map(np.asarray, state)
 
 
+def _two_stage_config(last_steps: int = 4, **train_overrides):
+    """Two recipe stages: every parameter for 2 steps, then the LLM only (a new optimizer state) for
+    ``last_steps``."""
+    c = tiny_train_config(2 + last_steps, **train_overrides)
+    c.train.recipe = [dict(name="all", steps=2, train=[".*"], lr=2e-3, warmup=0.0),
+                      dict(name="llm", steps=last_steps, train=["llm/.*"], lr=1e-3, warmup=0.0)]
+    return c
+
+
 def test_resume_is_bit_exact(tmp_path):
+    """6 straight steps == 3 + resume + 3, across a stage change (step 2) and resuming inside the second stage."""
     straight, sliced = str(tmp_path / "straight"), str(tmp_path / "sliced")
-    train(tiny_train_config(6), straight)
-    train(tiny_train_config(6, stop_at=3), sliced)
+    train(_two_stage_config(), straight)
+    train(_two_stage_config(stop_at=3), sliced)
     assert max(_losses(sliced)) == 3
-    train(tiny_train_config(6), sliced)  # resumes at step 3
+    train(_two_stage_config(), sliced)  # resumes at step 3
     assert _losses(sliced) == _losses(straight) and len(_losses(straight)) == 6
     a, b = _final_params(straight, 6, None), _final_params(sliced, 6, None)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     # a different data config is refused on resume
-    changed = tiny_train_config(9)
+    changed = _two_stage_config(last_steps=7)
     changed.data.source.seed = 1
     with pytest.raises(CheckpointMismatch, match="data config"):
+        train(changed, sliced)
+    # so is a different model config, naming the key and both values
+    changed = _two_stage_config(last_steps=7)
+    changed.model.llm.mlp_dim = 96
+    with pytest.raises(CheckpointMismatch, match=r"model\.llm\.mlp_dim: checkpoint 64, run 96"):
         train(changed, sliced)
 
 
