@@ -19,6 +19,8 @@ from jax.sharding import NamedSharding
 from vlm_jax import aot, sharding
 from vlm_jax.model import VLMConfig
 from vlm_jax.nn.attention import default_implementation
+from vlm_jax.train.recipe import pick_stage
+from vlm_jax.train.stage_state import build_stage_state_from_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,8 +63,11 @@ def test_auto_attention_follows_the_ambient_mesh_platform():
 def test_optimizer_state_is_sharded_like_the_parameters():
     config = _config("tiny_entitygrid")
     mesh = _topology_mesh("v5p:2x2x1", data=1, fsdp=4)
-    graphdef, _, state, _ = aot.abstract_train_state(VLMConfig.from_dict(config.model.to_dict()), mesh, config.train)
-    params = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(state.trainable)[0]}
+    built = build_stage_state_from_config(VLMConfig.from_dict(config.model.to_dict()), pick_stage(config.train, None),
+                                          mesh, config.train)
+    state = built.abstract
+    trainable, _ = built.split(state.params)
+    params = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(trainable)[0]}
     matched = 0
     for path, leaf in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]:
         key = jax.tree_util.keystr(path)

@@ -249,7 +249,7 @@ def _run(args: list[str]) -> str:
 
 def test_cli_exports_a_training_run(tmp_path):
     """2 training steps → ``vlm-jax export`` → transformers loads it; its logits equal our restored model's."""
-    from vlm_jax.train.restore import restore_params
+    from vlm_jax.state.restore import restore_params
 
     workdir, out = str(tmp_path / "run"), str(tmp_path / "hf")
     _run(["-c", ("from test_hf_export import _tiny_llava_train_config as c; from vlm_jax.train.loop import train; "

@@ -11,12 +11,12 @@ from flax import nnx
 from tiny_models import random_batch, tiny_internvl
 
 from vlm_jax import sharding
-from vlm_jax.checkpoint import Checkpointer, CheckpointMismatch
 from vlm_jax.data.device import global_batch
-from vlm_jax.model import VLM
-from vlm_jax.train.loop import NonFiniteLoss, init_stage_state, train
+from vlm_jax.state.checkpoint import Checkpointer, CheckpointMismatch
+from vlm_jax.state.params import init_params
+from vlm_jax.train.loop import NonFiniteLoss, train
 from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
-from vlm_jax.train.step import make_train_step
+from vlm_jax.train.stage_state import build_stage_state
 
 CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny_entitygrid.py")
 
@@ -42,60 +42,64 @@ def _stage(train, steps=4, lr=1e-2):
     return Stage.from_dict(dict(name="s", steps=steps, train=train, lr=lr, warmup=0.0))
 
 
+def _one_device():
+    return sharding.make_mesh(data=1, devices=jax.devices()[:1])
+
+
 @pytest.fixture(scope="module")
 def model_and_batch():
     cfg = tiny_internvl()
-    mesh = sharding.make_mesh(data=1, devices=jax.devices()[:1])
-    graphdef, params, _ = sharding.init_sharded(lambda: VLM(cfg, rngs=nnx.Rngs(0)), mesh)
-    return cfg, graphdef, params, random_batch(cfg, batch_size=8, seq_len=96)
+    return cfg, init_params(cfg, _one_device(), seed=0), random_batch(cfg, batch_size=8, seq_len=96)
+
+
+def _flat(state):
+    return [(p, np.asarray(v[...])) for p, v in nnx.to_flat_state(state)]
 
 
 def test_llava_two_stage_recipe_freezes_and_has_no_frozen_optimizer_state(model_and_batch):
-    cfg, graphdef, params, batch = model_and_batch
+    cfg, params, batch = model_and_batch
     recipe = parse_recipe([dict(name="align", steps=2, train=["projector/.*"], lr=1e-2, warmup=0.0),
                            dict(name="sft", steps=2, train=["projector/.*", "llm/.*"], lr=1e-3, warmup=0.0)])
     for stage in recipe:
-        g, optimizer, state, _ = init_stage_state(graphdef, params, stage, dict(weight_decay=0.0, grad_clip=1.0), 0,
-                                                  sharding.make_mesh(data=1, devices=jax.devices()[:1]))
-        trainable_paths = {p for p, _ in nnx.to_flat_state(state.trainable)}
+        built = build_stage_state(cfg, stage, _one_device(), optimizer=dict(weight_decay=0.0, grad_clip=1.0))
+        state = built.create(params, 0)
+        trainable, frozen = built.split(state.params)
+        trainable_paths = {p for p, _ in nnx.to_flat_state(trainable)}
         assert all(p[0] in ("projector", "llm") for p in trainable_paths)
         assert not any(p[0] == "llm" for p in trainable_paths) or stage.name == "sft"
         # optimizer moments exist exactly for the trainable parameters
-        n_train = sum(x.size for x in jax.tree.leaves(state.trainable))
+        n_train = sum(x.size for x in jax.tree.leaves(trainable))
         adam = [s for s in jax.tree.leaves(state.opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
                 if isinstance(s, optax.ScaleByAdamState)]
         assert sum(x.size for x in jax.tree.leaves(adam[0].mu)) == n_train
-        step = jax.jit(make_train_step(g, optimizer))
+        step = jax.jit(built.train_step)
         new, metrics = step(state, batch)
         new, metrics = step(new, batch)
-        for (p, a), (_, b) in zip(nnx.to_flat_state(state.frozen), nnx.to_flat_state(new.frozen)):
-            np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(p))
-        changed = [not np.array_equal(np.asarray(a[...]), np.asarray(b[...]))
-                   for (_, a), (_, b) in zip(nnx.to_flat_state(state.trainable), nnx.to_flat_state(new.trainable))]
-        assert all(changed)
+        new_trainable, new_frozen = built.split(new.params)
+        for (p, a), (_, b) in zip(_flat(frozen), _flat(new_frozen)):
+            np.testing.assert_array_equal(a, b, err_msg=str(p))
+        assert all(not np.array_equal(a, b) for (_, a), (_, b) in zip(_flat(trainable), _flat(new_trainable)))
 
 
 def test_pattern_matching_nothing_is_an_error(model_and_batch):
-    _, _, params, _ = model_and_batch
+    _, params, _ = model_and_batch
     with pytest.raises(ValueError, match="matches no parameter"):
         trainable_filter(_stage(["projektor/.*"]), params)
 
 
 def test_sharded_train_step_equals_single_device(model_and_batch):
-    cfg, graphdef, params, batch = model_and_batch
+    cfg, _, batch = model_and_batch
     stage = _stage([".*"])
     # Adam's first update is ~sign(g): for gradients near 0 that is ill-conditioned (reduction order decides the
     # sign), so eps=1 makes the update proportional to g and the comparison well-posed.
     opt_kw = dict(weight_decay=0.01, grad_clip=1.0, eps=1.0)
     results = []
-    for mesh in (sharding.make_mesh(data=1, devices=jax.devices()[:1]), sharding.make_mesh(data=2, fsdp=2, tensor=2)):
-        _, p, _ = sharding.init_sharded(lambda: VLM(cfg, rngs=nnx.Rngs(0)), mesh)
-        g, optimizer, state, state_sh = init_stage_state(graphdef, p, stage, opt_kw, 0, mesh)
-        step = jax.jit(make_train_step(g, optimizer, z_loss=1e-4), in_shardings=(state_sh, None),
-                       out_shardings=(state_sh, None))
+    for mesh in (_one_device(), sharding.make_mesh(data=2, fsdp=2, tensor=2)):
+        built = build_stage_state(cfg, stage, mesh, optimizer=opt_kw, z_loss=1e-4)
+        state = built.create(init_params(cfg, mesh, seed=0), 0)
         with sharding.use_mesh(mesh):
-            new, metrics = step(state, global_batch(batch, mesh))
-        results.append((jax.device_get(metrics), jax.tree.map(np.asarray, jax.device_get(new.trainable))))
+            new, metrics = built.jit_step()(state, global_batch(batch, mesh))
+        results.append((jax.device_get(metrics), jax.tree.map(np.asarray, jax.device_get(new.params))))
     (m1, p1), (m8, p8) = results
     np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
     np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-5)
@@ -117,20 +121,35 @@ def _final_params(workdir, step, config):
     return jax.tree.map(np.asarray, state)
 
 
+def _two_stage_config(last_steps: int = 4, **train_overrides):
+    """Two recipe stages: every parameter for 2 steps, then the LLM only (a new optimizer state) for
+    ``last_steps``."""
+    c = tiny_train_config(2 + last_steps, **train_overrides)
+    c.train.recipe = [dict(name="all", steps=2, train=[".*"], lr=2e-3, warmup=0.0),
+                      dict(name="llm", steps=last_steps, train=["llm/.*"], lr=1e-3, warmup=0.0)]
+    return c
+
+
 def test_resume_is_bit_exact(tmp_path):
+    """6 straight steps == 3 + resume + 3, across a stage change (step 2) and resuming inside the second stage."""
     straight, sliced = str(tmp_path / "straight"), str(tmp_path / "sliced")
-    train(tiny_train_config(6), straight)
-    train(tiny_train_config(6, stop_at=3), sliced)
+    train(_two_stage_config(), straight)
+    train(_two_stage_config(stop_at=3), sliced)
     assert max(_losses(sliced)) == 3
-    train(tiny_train_config(6), sliced)  # resumes at step 3
+    train(_two_stage_config(), sliced)  # resumes at step 3
     assert _losses(sliced) == _losses(straight) and len(_losses(straight)) == 6
     a, b = _final_params(straight, 6, None), _final_params(sliced, 6, None)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     # a different data config is refused on resume
-    changed = tiny_train_config(9)
+    changed = _two_stage_config(last_steps=7)
     changed.data.source.seed = 1
     with pytest.raises(CheckpointMismatch, match="data config"):
+        train(changed, sliced)
+    # so is a different model config, naming the key and both values
+    changed = _two_stage_config(last_steps=7)
+    changed.model.llm.mlp_dim = 96
+    with pytest.raises(CheckpointMismatch, match=r"model\.llm\.mlp_dim: checkpoint 64, run 96"):
         train(changed, sliced)
 
 
@@ -150,14 +169,13 @@ def test_nan_stops_with_last_good_checkpoint(tmp_path):
 
 
 def test_gradient_accumulation_matches_the_whole_batch(model_and_batch):
-    cfg, graphdef, params, batch = model_and_batch
-    mesh = sharding.make_mesh(data=1, devices=jax.devices()[:1])
+    cfg, params, batch = model_and_batch
     results = []
     for accum in (1, 2):
-        g, optimizer, state, _ = init_stage_state(graphdef, params, _stage([".*"]),
-                                                  dict(weight_decay=0.0, grad_clip=1.0, eps=1.0), 0, mesh)
-        new, metrics = jax.jit(make_train_step(g, optimizer, accum=accum))(state, batch)
-        results.append((jax.device_get(metrics), jax.tree.map(np.asarray, jax.device_get(new.trainable))))
+        built = build_stage_state(cfg, _stage([".*"]), _one_device(),
+                                  optimizer=dict(weight_decay=0.0, grad_clip=1.0, eps=1.0), accum=accum)
+        new, metrics = jax.jit(built.train_step)(built.create(params, 0), batch)
+        results.append((jax.device_get(metrics), jax.tree.map(np.asarray, jax.device_get(new.params))))
     (m1, p1), (m2, p2) = results
     np.testing.assert_allclose(m2["loss"], m1["loss"], rtol=1e-5)
     np.testing.assert_allclose(m2["grad_norm"], m1["grad_norm"], rtol=1e-5)
@@ -168,24 +186,21 @@ def test_gradient_accumulation_matches_the_whole_batch(model_and_batch):
 def test_checkpoint_restores_onto_a_different_mesh(model_and_batch, tmp_path):
     import grain
 
-    from vlm_jax.checkpoint import make_meta
+    from vlm_jax.state.checkpoint import make_meta
 
-    cfg, graphdef, params, _ = model_and_batch
+    cfg, params, _ = model_and_batch
     stage = _stage([".*"])
-    one = sharding.make_mesh(data=1, devices=jax.devices()[:1])
-    _, _, state, _ = init_stage_state(graphdef, params, stage, {}, 5, one)
+    state = build_stage_state(cfg, stage, _one_device()).create(params, 5)
     data = iter(grain.MapDataset.range(10).to_iter_dataset())
     next(data)
     ckpt = Checkpointer(str(tmp_path))
     ckpt.save(5, state, data, make_meta({}, {"source": "x"}, stage.name))
     ckpt.wait()
 
-    eight = sharding.make_mesh(data=2, fsdp=2, tensor=2)
-    _, other, _ = sharding.init_sharded(lambda: VLM(cfg, rngs=nnx.Rngs(1)), eight)
-    _, _, target, target_sh = init_stage_state(graphdef, other, stage, {}, 0, eight)
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), target, target_sh)
+    target = build_stage_state(cfg, stage, sharding.make_mesh(data=2, fsdp=2, tensor=2))
+    target_sh = target.shardings
     fresh = iter(grain.MapDataset.range(10).to_iter_dataset())
-    restored = ckpt.restore(5, abstract, fresh, data_config={"source": "x"})
+    restored = ckpt.restore(5, target.abstract, fresh, data_config={"source": "x"})
     ckpt.close()
     assert int(restored.step) == 5 and next(fresh) == 1  # the data stream continues after the saved element
     for a, b, s in zip(jax.tree.leaves(state), jax.tree.leaves(restored), jax.tree.leaves(target_sh)):

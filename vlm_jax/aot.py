@@ -2,10 +2,10 @@
 
 DESIGN.md "TPU without TPUs" (anchors.md §MaxText ``train_compile.py``): with ``libtpu`` installed,
 ``jax.experimental.topologies.get_topology_desc("v5p:2x2x2", "tpu")`` gives compile-only TPU devices.
-We build the trainer's mesh on them, describe every input abstractly (``jax.ShapeDtypeStruct`` with a
-``NamedSharding``: nothing is allocated), and lower + compile the same jitted step as
-``vlm_jax.train.loop`` for the first recipe stage. The compiled executable's memory and cost analyses
-answer "will it fit, and how much work is a step" before any TPU is rented.
+We build the trainer's mesh on them, take the abstract train state of one recipe stage from the trainer's
+own builder (:mod:`vlm_jax.train.stage_state`: ``jax.ShapeDtypeStruct`` leaves with a ``NamedSharding``,
+nothing is allocated), and lower + compile its jitted step. The compiled executable's memory and cost
+analyses answer "will it fit, and how much work is a step" before any TPU is rented.
 
 Per-device memory estimate (the XLA buffer assignment of one device)::
 
@@ -28,21 +28,15 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.data.device import batch_sharding
-from vlm_jax.model import VLM, VLMConfig, dummy_batch
-from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
-from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
-from vlm_jax.train.step import TrainState, make_train_step
+from vlm_jax.model import VLMConfig, dummy_batch
+from vlm_jax.train.recipe import pick_stage
+from vlm_jax.train.stage_state import build_stage_state_from_config
 
 GIB = 1024 ** 3
 
@@ -147,52 +141,6 @@ def hbm_bytes_per_device(devices) -> int:
     return HBM_GIB_PER_CHIP[kind] * GIB * len(chips) // len(devices)
 
 
-def _with_shardings(state, shardings):
-    """Abstract copy of an NNX ``state`` whose leaves carry ``shardings`` (a tree prefix of ``state``)."""
-    return jax.tree.map(
-        lambda s, sub: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
-        shardings, state)
-
-
-def pick_stage(train_cfg, name: str | None) -> Stage:
-    """A recipe stage by name; by default the last one (in every preset it trains the most parameters)."""
-    recipe = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in train_cfg.recipe])
-    if name is None:
-        return recipe[-1]
-    by_name = {s.name: s for s in recipe}
-    if name not in by_name:
-        raise ValueError(f"no recipe stage {name!r}; stages: {list(by_name)}")
-    return by_name[name]
-
-
-def abstract_train_state(model_cfg: VLMConfig, mesh, train_cfg,
-                         stage_name: str | None = None) -> tuple[Any, Any, TrainState, Any]:
-    """``(graphdef, optimizer, abstract TrainState, stage)`` of a recipe stage (:func:`pick_stage`), as in
-    the trainer (``vlm_jax.train.loop``: the stage's ``options`` applied to the model, its trainable/frozen split).
-
-    The model is built under ``nnx.eval_shape`` with ``mesh`` as the ambient abstract mesh, so that
-    ``attention_impl="auto"`` resolves for the mesh's platform (splash on TPU).
-    """
-    stage = pick_stage(train_cfg, stage_name)
-    stage_cfg = model_cfg.with_options(dict(stage.options))
-
-    def make():
-        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-            return VLM(stage_cfg, rngs=nnx.Rngs(train_cfg.seed))
-
-    model = nnx.eval_shape(make)
-    graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, nnx.state(model)), ...)
-    trainable = _with_shardings(trainable, sharding.state_shardings(trainable, mesh))
-    frozen = _with_shardings(frozen, sharding.state_shardings(frozen, mesh))
-    optimizer = make_optimizer(stage, trainable, weight_decay=train_cfg.weight_decay,
-                               grad_clip=train_cfg.grad_clip)
-    opt_shapes = jax.eval_shape(optimizer.init, trainable)
-    opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                             opt_shapes, opt_state_shardings(opt_shapes, trainable))
-    step = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
-    return graphdef, optimizer, TrainState(step, trainable, frozen, opt_state), stage
-
-
 def abstract_batch(model_cfg: VLMConfig, mesh, batch_size: int, seq_len: int) -> dict[str, jax.ShapeDtypeStruct]:
     """``dummy_batch`` shapes, sharded over the batch axes with the trainer's ``batch_sharding``."""
     axes = dict(sharding.LOGICAL_AXIS_RULES)["act_batch"]
@@ -247,21 +195,18 @@ def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = N
     seq_len = seq_len or max(config.data.seq_buckets)
 
     model_cfg = VLMConfig.from_dict(config.model.to_dict())
-    tcfg = config.train
-    graphdef, optimizer, state, stage = abstract_train_state(model_cfg, device_mesh, tcfg, stage)
+    stage_state = build_stage_state_from_config(model_cfg, pick_stage(config.train, stage), device_mesh,
+                                                config.train)
+    state = stage_state.abstract
     batch = abstract_batch(model_cfg, device_mesh, batch_size, seq_len)
-    state_sh = jax.tree.map(lambda x: x.sharding, state)
-    step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum, seed=tcfg.seed),
-                      in_shardings=(state_sh, batch_sharding(device_mesh)), out_shardings=(state_sh, None),
-                      donate_argnums=(0,))
     report = CompileReport(
         topology=topology, device_kind=devices[0].device_kind, num_devices=len(devices),
-        mesh=dict(device_mesh.shape), batch_size=batch_size, seq_len=seq_len, stage=stage.name,
-        num_params=_numel((state.trainable, state.frozen)), num_trainable=_numel(state.trainable),
+        mesh=dict(device_mesh.shape), batch_size=batch_size, seq_len=seq_len, stage=stage_state.stage.name,
+        num_params=_numel(state.params), num_trainable=_numel(stage_state.split(state.params)[0]),
         state_bytes_global=_nbytes(state), hbm_bytes=hbm_bytes_per_device(devices))
     start = time.perf_counter()
     with sharding.use_mesh(device_mesh):
-        lowered = step_fn.lower(state, batch)
+        lowered = stage_state.jit_step().lower(state, batch)
     report = dataclasses.replace(report, lower_seconds=time.perf_counter() - start)
     start = time.perf_counter()
     try:

@@ -141,7 +141,7 @@ def cmd_export() -> None:
     from flax import nnx
 
     from vlm_jax.interop.hf_export import export_hf
-    from vlm_jax.train.restore import restore_params
+    from vlm_jax.state.restore import restore_params
 
     _, graphdef, params = restore_params(FLAGS.checkpoint)
     files = export_hf(nnx.merge(graphdef, params), FLAGS.out, family=FLAGS.family)

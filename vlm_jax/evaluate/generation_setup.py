@@ -1,7 +1,7 @@
 """Model, tokenizer, image processor and template for generation, from a training workdir or a HF directory.
 
 * A training workdir (``DIR/checkpoints``): the newest checkpoint's parameters
-  (:func:`vlm_jax.train.restore.restore_params`, sharded over all devices on the ``fsdp`` axis). The run
+  (:func:`vlm_jax.state.restore.restore_params`, sharded over all devices on the ``fsdp`` axis). The run
   config stored with the checkpoint gives the tiling, the template and the tokenizer
   (``config.data.tokenizer`` or the default vocabulary cached in ``DIR/cache``) unless a config is given.
 * A HF ``save_pretrained`` directory (``config.json`` present): :func:`load_vlm_from_hf_dir`. A config is
@@ -20,13 +20,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vlm_jax import sharding
-from vlm_jax.checkpoint import Checkpointer
 from vlm_jax.data.build import build_tokenizer
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.data.tokenizer import Tokenizer
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
 from vlm_jax.model import VLM
-from vlm_jax.train.restore import restore_params
+from vlm_jax.state.restore import read_run_meta, restore_params
 
 
 @dataclasses.dataclass
@@ -42,14 +41,7 @@ class InferenceBundle:
 
 def run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config stored with the newest checkpoint of a training run."""
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-        return ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
-    finally:
-        ckpt.close()
+    return ml_collections.ConfigDict(read_run_meta(workdir)["config"])
 
 
 def _hf_tokenizer(path: str, tokenizer_path: str | None) -> Tokenizer:

@@ -1,5 +1,6 @@
-"""The trainer, readable top to bottom: mesh → data → model (sharded init) → per recipe stage:
-trainable/frozen split, optimizer, jitted step, loop with logging / checkpoints → final evaluation.
+"""The trainer, readable top to bottom: mesh → data → model (abstract, then sharded init) → per recipe stage:
+its abstract train state (:mod:`vlm_jax.train.stage_state`: trainable filter, optimizer, shardings, jitted
+step), a new optimizer state over the same parameter tree, loop with logging / checkpoints → final evaluation.
 
 Run it with ``vlm-jax train --config=configs/<preset>.py --workdir=DIR``. A run resumes from the newest
 checkpoint in ``DIR/checkpoints`` and continues bit-for-bit (same batches, same updates).
@@ -13,26 +14,23 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
-from vlm_jax.checkpoint import Checkpointer, make_meta
 from vlm_jax.data.build import build_tokenizer, build_train_dataset
-from vlm_jax.data.device import batch_sharding, global_batch
+from vlm_jax.data.device import global_batch
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.evaluate.benchmark_registry import get_benchmark
 from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
-from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.model import VLMConfig
+from vlm_jax.state.checkpoint import Checkpointer, make_meta
+from vlm_jax.state.params import abstract_params, init_params, shardings_of
 from vlm_jax.train.logger import MetricsLogger
-from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
-from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
-from vlm_jax.train.step import TrainState, make_train_step
+from vlm_jax.train.recipe import Stage, recipe_from_config
+from vlm_jax.train.stage_state import build_stage_state_from_config
 
 EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamond", "bottom-right", "2"
 
@@ -46,31 +44,16 @@ def stage_bounds(recipe: list[Stage]) -> list[tuple[int, int]]:
     return list(zip([0] + ends[:-1], ends))
 
 
-def _abstract(tree, shardings):
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-
-
-def stage_graphdef(model_cfg: VLMConfig, stage: Stage):
-    """The model structure of a stage: ``stage.options`` override model fields (e.g. SliME's γ, stage II's
-    ``slime.local_only``); the parameter tree is the same in every stage."""
-    stage_cfg = model_cfg.with_options(dict(stage.options))
-    return nnx.split(nnx.eval_shape(lambda: VLM(stage_cfg, rngs=nnx.Rngs(0))))[0]
-
-
-def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int, mesh):
-    """Split ``params`` into the stage's trainable / frozen parts and create the optimizer state sharded
-    like the parameters (``opt_state_shardings``: ``init`` never reads values, so nothing would propagate)."""
+def _initial_params(config, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) -> nnx.State:
+    """Parameters of a fresh run: random (``train.seed``), then the released weights of ``init.hf_dir`` if set."""
+    params = init_params(model_cfg, mesh, config.train.seed)
+    hf_dir = config.get("init", {}).get("hf_dir", "")
+    if not hf_dir:
+        return params
     model = nnx.merge(graphdef, params)
-    graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, params), ...)
-    optimizer = make_optimizer(stage, trainable, **opt_kw)
-    opt_sh = opt_state_shardings(jax.eval_shape(optimizer.init, trainable), trainable)
-    opt_state = jax.jit(optimizer.init, out_shardings=opt_sh)(trainable)
-    state = TrainState(jnp.asarray(step, jnp.int32), trainable, frozen, opt_state)
-    replicated = NamedSharding(mesh, P())
-    state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated),
-                         state)
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    return graphdef, optimizer, state, shardings
+    loaded = load_base_weights(model, hf_dir)
+    logging.info("initialised %s from %s", ", ".join(loaded), hf_dir)
+    return nnx.state(model)
 
 
 def train(config, workdir: str) -> dict[str, Any]:
@@ -89,51 +72,44 @@ def train(config, workdir: str) -> dict[str, Any]:
                          f"{tokenizer.image_token_id}")
     processor = ImageProcessor(dcfg.tiling.to_dict(), model_cfg)
     data_iter = iter(build_train_dataset(dcfg.to_dict(), processor, tokenizer, tcfg.seed))
-    recipe = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in tcfg.recipe])
+    recipe = recipe_from_config(tcfg)
     bounds = stage_bounds(recipe)
     total_steps = bounds[-1][1]
     global_bs = dcfg.batch_size * jax.process_count()
     if global_bs % tcfg.accum:
         raise ValueError(f"batch size {global_bs} is not divisible by accum={tcfg.accum}")
 
-    # ---- model: abstract shapes → sharded parameters -----------------------------------------------
-    graphdef, params, param_shardings = sharding.init_sharded(
-        lambda: VLM(model_cfg, rngs=nnx.Rngs(tcfg.seed)), mesh)
-    sharding.check_sharded(params, param_shardings, mesh, tcfg.get("max_replicated"))
-    hf_dir = config.get("init", {}).get("hf_dir", "")
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if hf_dir and not os.path.isdir(ckpt_dir):  # a fresh run starts from released weights
-        model = nnx.merge(graphdef, params)
-        loaded = load_base_weights(model, hf_dir)
-        params = nnx.state(model)
-        logging.info("initialised %s from %s", ", ".join(loaded), hf_dir)
-    n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+    # ---- model: abstract shapes and shardings -----------------------------------------------------
+    graphdef, abstract = abstract_params(model_cfg, mesh)
+    sharding.check_sharded(abstract, shardings_of(abstract), mesh, tcfg.get("max_replicated"))
+    n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract))
     logging.info("model: %s parameters on mesh %s", f"{n_params:,}", dict(mesh.shape))
 
     # ---- checkpoints ------------------------------------------------------------------------------
+    ckpt_dir = os.path.join(workdir, "checkpoints")
     ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
     resume = ckpt.latest_step() or 0
     logger = MetricsLogger(workdir, total_steps, resume, flops_per_token=6.0 * n_params,
                            peak_flops=tcfg.get("peak_flops"))
-    opt_kw = dict(weight_decay=tcfg.weight_decay, grad_clip=tcfg.grad_clip)
     metrics_host: dict[str, float] = {}
+    params = None if resume else _initial_params(config, model_cfg, graphdef, mesh)
 
-    # ---- recipe stages ----------------------------------------------------------------------------
+    # ---- recipe stages: one parameter tree, a new optimizer state per stage -------------------------
     for stage, (first, last) in zip(recipe, bounds):
-        if resume > last:  # finished earlier; a later stage's checkpoint holds all parameters
+        if resume > last:  # finished earlier; a later checkpoint holds all parameters
             continue
         start = max(first, resume)
-        graphdef = stage_graphdef(model_cfg, stage)
-        graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start, mesh)
-        if resume > first:
-            state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=dcfg.to_dict(),
+        stage_state = build_stage_state_from_config(model_cfg, stage, mesh, tcfg)
+        if resume > first:  # the checkpoint was written by this stage: its optimizer state continues
+            state = ckpt.restore(resume, stage_state.abstract, data_iter, data_config=dcfg.to_dict(),
+                                 model_config=config.model.to_dict(),
                                  allow_data_change=tcfg.get("allow_data_change", False))
             logging.info("resumed from step %d (stage %s)", resume, stage.name)
-        step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum,
-                                          seed=tcfg.seed),
-                          in_shardings=(state_sh, batch_sharding(mesh)), out_shardings=(state_sh, None),
-                          donate_argnums=(0,))
+        else:
+            state = stage_state.create(params, start)
+        step_fn = stage_state.jit_step()
         stop = last if tcfg.get("stop_at") is None else min(last, tcfg.stop_at)
+        meta = make_meta(config.to_dict(), dcfg.to_dict(), stage.name, dict(stage.options))
         with sharding.use_mesh(mesh):
             for step in range(start, stop):
                 batch = global_batch(next(data_iter), mesh)
@@ -151,8 +127,8 @@ def train(config, workdir: str) -> dict[str, Any]:
                     logger.log(done, {**metrics_host, **extra}, examples=global_bs,
                                tokens=int(metrics_host["tokens"]), sequence_tokens=batch["tokens"].size)
                 if done % tcfg.ckpt_every == 0 or done == stop:
-                    ckpt.save(done, state, data_iter, make_meta(config.to_dict(), dcfg.to_dict(), stage.name))
-        params = nnx.split(nnx.merge(graphdef, state.trainable, state.frozen))[1]
+                    ckpt.save(done, state, data_iter, meta)
+        params, graphdef = state.params, stage_state.graphdef
         if stop < last:  # a time-sliced run (``train.stop_at``): the next run resumes from here
             ckpt.wait()
             logger.close()

@@ -53,6 +53,22 @@ def parse_recipe(stages: Sequence[Mapping[str, Any]]) -> list[Stage]:
     return [Stage.from_dict(s) for s in stages]
 
 
+def recipe_from_config(train_cfg) -> list[Stage]:
+    """The stages of a run's ``config.train.recipe`` (a list of dicts or ``ConfigDict``s)."""
+    return parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in train_cfg.recipe])
+
+
+def pick_stage(train_cfg, name: str | None) -> Stage:
+    """A recipe stage by name; by default the last one (in every preset it trains the most parameters)."""
+    recipe = recipe_from_config(train_cfg)
+    if name is None:
+        return recipe[-1]
+    by_name = {s.name: s for s in recipe}
+    if name not in by_name:
+        raise ValueError(f"no recipe stage {name!r}; stages: {list(by_name)}")
+    return by_name[name]
+
+
 def path_str(path: Sequence[Any]) -> str:
     """``("llm", "layers", "q", "kernel")`` or a jax key path → ``"llm/layers/q/kernel"``."""
     return "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path
