@@ -105,7 +105,7 @@ def test_text_only_conversation(tok):
 
 def test_tokenizer_without_specials_encodes_them_as_text(tmp_path):
     texts = ["What is at the top?", "red circle", "system", "user", "assistant", "You are a helpful assistant."]
-    plain = Tokenizer(train_tokenizer(texts, str(tmp_path / "p.model"), 400, []))
+    plain = Tokenizer(train_tokenizer(texts, str(tmp_path / "p.model"), 400, [])).with_image_token()
     out = tokenize_conversation(plain, "chatml", TWO_TURNS, 5)
     assert out.image_slots.sum() == 5 and (out.tokens[out.image_slots] == plain.image_token_id).all()
     assert render(plain, out.tokens[1:], out.image_slots[1:]) == EXPECTED["chatml"]
