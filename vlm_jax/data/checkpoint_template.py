@@ -73,9 +73,8 @@ def _loss_end(text: str, start: int, end: int, added_tokens: Sequence[str]) -> i
 def _char_kinds(tok: Tokenizer, messages: list[dict[str, str]], full: str, image_text: str | None) -> np.ndarray:
     def render(upto: int, generation_prompt: bool) -> str:
         try:
-            return render_chat(tok.chat_template, messages[:upto], add_generation_prompt=generation_prompt,
-                               special_tokens=tok.special_tokens)
-        except jinja2.TemplateError as e:
+            return _render(tok, messages[:upto], generation_prompt)
+        except ValueError as e:
             raise ChatTemplateError(f"the chat template fails on the first {upto} messages: {e}") from e
 
     kinds = np.full(len(full), BOILERPLATE, np.int8)
@@ -104,6 +103,24 @@ def _char_kinds(tok: Tokenizer, messages: list[dict[str, str]], full: str, image
     return kinds
 
 
+def _render(tok: Tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    if tok.chat_template is None:
+        raise ChatTemplateError(f"tokenizer {tok.model_path} has no chat template; use a named template")
+    try:
+        return render_chat(tok.chat_template, messages, add_generation_prompt=add_generation_prompt,
+                           special_tokens=tok.special_tokens)
+    except jinja2.TemplateError as e:
+        raise ValueError(f"the chat template rejects the conversation: {e}") from e
+
+
+def render_conversation(tok: Tokenizer, conversations: list[dict]) -> str:
+    """The text ``apply_chat_template(messages, tokenize=False)`` gives for ``conversations`` (LLaVA format;
+    a generation prompt when it ends with a human turn; an "<image>" placeholder stays as written)."""
+    has_image = any(isinstance(t, dict) and IMAGE_PLACEHOLDER in str(t.get("value")) for t in conversations)
+    conversation = validate_conversation(conversations, int(has_image))
+    return _render(tok, _messages(conversation, None), conversation.ends_with_human)
+
+
 def tokenize_with_chat_template(tok: Tokenizer, conversations: list[dict], num_image_tokens: int, *,
                                 add_eos: bool = False) -> TokenizedExample:
     """Tokens and masks of ``conversations`` under ``tok.chat_template`` (module docstring).
@@ -112,17 +129,11 @@ def tokenize_with_chat_template(tok: Tokenizer, conversations: list[dict], num_i
     loss) ends the sequence unless the last answer already ends with it. ValueError for a malformed
     conversation (as :func:`~vlm_jax.data.conversation.validate_conversation`) or one the template rejects.
     """
-    if tok.chat_template is None:
-        raise ChatTemplateError(f"tokenizer {tok.model_path} has no chat template; use a named template")
     conversation = validate_conversation(conversations, num_image_tokens)
     image_text = tok.image_token if num_image_tokens else None
     image_id = tok.image_token_id if num_image_tokens else None  # MissingImageTokenError without one
     messages = _messages(conversation, image_text)
-    try:
-        full = render_chat(tok.chat_template, messages, add_generation_prompt=conversation.ends_with_human,
-                           special_tokens=tok.special_tokens)
-    except jinja2.TemplateError as e:
-        raise ValueError(f"the chat template rejects the conversation: {e}") from e
+    full = _render(tok, messages, conversation.ends_with_human)
     chars = _char_kinds(tok, messages, full, image_text)
     ids, offsets = tok.encode_with_offsets(full)
     token_kinds = [int(chars[a:max(b, a + 1)].max()) if a < len(full) else BOILERPLATE for a, b in offsets]
