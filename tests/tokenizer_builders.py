@@ -45,7 +45,8 @@ VICUNA_TEMPLATE = (
     "{% if message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}"
     "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
-INTERNVL_SYSTEM = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+INTERNVL_SYSTEM = ("你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，"
+                   "英文名叫InternVL, 是一个有用无害的人工智能助手。")
 CHATML_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
     "{{ '<|im_start|>system\n" + INTERNVL_SYSTEM + "<|im_end|>\n' }}{% endif %}"

@@ -35,11 +35,10 @@ class TokenizersBackend:
         return TokenizersBackend, (self._json, self._added_spec, self.source)
 
     def _add(self, declared: int | None, token: AddedToken) -> None:
-        if token.content in {t.content for t in self._tok.get_added_tokens_decoder().values()}:
-            return
-        self._tok.add_tokens([tokenizers.AddedToken(token.content, single_word=token.single_word, lstrip=token.lstrip,
-                                                    rstrip=token.rstrip, normalized=token.normalized,
-                                                    special=token.special)])
+        if token.content not in {t.content for t in self._tok.get_added_tokens_decoder().values()}:
+            self._tok.add_tokens([tokenizers.AddedToken(
+                token.content, single_word=token.single_word, lstrip=token.lstrip, rstrip=token.rstrip,
+                normalized=token.normalized, special=token.special)])
         token_id = self._tok.token_to_id(token.content)
         if declared is not None and declared != token_id:
             raise ValueError(f"{self.source}: added token {token.content!r} is declared with id {declared} but gets "

@@ -56,14 +56,14 @@ class SentencePieceBackend:
         return SentencePieceBackend, (self._proto_bytes, self._added_spec, self.prepend, self.source)
 
     def _add(self, declared: int | None, token: AddedToken) -> None:
-        if token.content in self._added_ids:
-            return
-        piece = self._piece_id(token.content)
-        token_id = piece if piece is not None else self.size
+        known = self.token_id(token.content)
+        token_id = known if known is not None else self.size
         if declared is not None and declared != token_id:
             raise ValueError(f"{self.source}: added token {token.content!r} is declared with id {declared} but gets "
-                             f"id {token_id} ({'its piece' if piece is not None else 'the next free id'})")
-        self.size += piece is None
+                             f"id {token_id} ({'its own' if known is not None else 'the next free id'})")
+        if token.content in self._added_ids:
+            return
+        self.size += known is None
         self._added_ids[token.content] = token_id
         self._added_text[token_id] = token.content
         self.added_tokens += (token,)
