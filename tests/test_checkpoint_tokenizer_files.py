@@ -45,6 +45,11 @@ def test_file_paths_and_bare_models(sources, tmp_path):
     assert isinstance(bare, Tokenizer) and bare.chat_template is None and bare.model_path == str(model_path)
     assert bare.encode("a</s>b") == Tokenizer(str(model_path)).encode("a</s>b")  # SentencePiece's own: text
     assert bare.eos_id not in bare.encode("a</s>b")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "tokenizer.model").write_bytes(sources["model"])
+    assert load_tokenizer(str(alone)).model_path == str(alone / "tokenizer.model")
+    assert (bare.bos_id, bare.eos_id, bare.pad_id, bare.vocab_size) == (1, 2, 0, 420)  # no pad piece: <unk>
 
 
 def test_chat_template_sources(sources, tmp_path):

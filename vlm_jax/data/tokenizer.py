@@ -31,7 +31,7 @@ import sentencepiece as spm
 from vlm_jax.data.added_tokens import AddedToken
 from vlm_jax.data.entitygrid_text import entitygrid_texts
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER, template_specials, template_texts
-from vlm_jax.data.tokenizer_files import SENTENCEPIECE_MODEL, TOKENIZER_JSON, TokenizerFiles
+from vlm_jax.data.tokenizer_files import SENTENCEPIECE_MODEL, TOKENIZER_CONFIG, TOKENIZER_JSON, TokenizerFiles
 from vlm_jax.data.tokenizer_hf import TokenizersBackend
 from vlm_jax.data.tokenizer_sp import SentencePieceBackend, read_model
 
@@ -58,12 +58,6 @@ class Backend(Protocol):
     def with_added(self, tokens: Sequence[tuple[int | None, AddedToken]]) -> Backend: ...
 
 
-def _sentencepiece_specials(backend: SentencePieceBackend) -> dict[str, str]:
-    """bos/eos/unk/pad tokens of a bare SentencePiece model: its control pieces of those names."""
-    return {key: piece for key, piece in zip(("unk_token", "bos_token", "eos_token", "pad_token"), CONTROL_PIECES,
-                                             strict=True) if backend.token_id(piece) is not None}
-
-
 class Tokenizer:
     """Token ids, special ids and the chat template of one tokenizer, whatever its backend.
 
@@ -78,7 +72,7 @@ class Tokenizer:
             if not os.path.isfile(model):
                 raise FileNotFoundError(f"SentencePiece model not found: {model}")
             model = SentencePieceBackend(read_model(model), source=model)
-            special_tokens = _sentencepiece_specials(model) if special_tokens is None else special_tokens
+            special_tokens = model.control_tokens() if special_tokens is None else special_tokens
         self._backend = model
         self.special_tokens = dict(special_tokens or {})
         self.chat_template = chat_template
@@ -213,18 +207,28 @@ def _backend(files: TokenizerFiles, json_file: str | None) -> Backend:
         return TokenizersBackend(f.read(), tokens, source=path)
 
 
+def _bare_model(path: str) -> str | None:
+    """The SentencePiece file to load bare: ``path`` when it is a file other than JSON, a directory's
+    tokenizer.model when the directory has neither tokenizer config nor tokenizer.json."""
+    if os.path.isfile(path):
+        return None if path.endswith(".json") else path
+    present = [os.path.isfile(os.path.join(path, n)) for n in (SENTENCEPIECE_MODEL, TOKENIZER_CONFIG, TOKENIZER_JSON)]
+    return os.path.join(path, SENTENCEPIECE_MODEL) if present == [True, False, False] else None
+
+
 def load_tokenizer(path: str, *, image_token: str | None = None) -> Tokenizer:
     """The tokenizer of a HF checkpoint directory, or of a tokenizer file.
 
     ``path``: a directory (``tokenizer.json`` and/or ``tokenizer.model`` with the tokenizer config files), a
-    ``tokenizer.json`` (read with the config files beside it) or a bare SentencePiece ``.model`` file
-    (``Tokenizer(path)``). ``image_token``: the image token's text when it is neither the config's
-    ``image_token`` nor one of ``IMAGE_TOKEN_CANDIDATES``.
+    ``tokenizer.json`` (read with the config files beside it) or a bare SentencePiece ``.model`` file, alone or
+    alone in its directory (``Tokenizer(path)``). ``image_token``: the image token's text when it is neither the
+    config's ``image_token`` nor one of ``IMAGE_TOKEN_CANDIDATES``.
     """
-    if os.path.isfile(path) and not path.endswith(".json"):
-        return Tokenizer(path, image_token=image_token)
     if not os.path.exists(path):
         raise FileNotFoundError(f"tokenizer path {path!r} not found")
+    bare = _bare_model(path)
+    if bare is not None:
+        return Tokenizer(bare, image_token=image_token)
     directory, json_file = (path, None) if os.path.isdir(path) else (os.path.dirname(path), path)
     files = TokenizerFiles.read(directory)
     named = files.special_tokens.get("image_token")

@@ -76,6 +76,12 @@ class SentencePieceBackend:
         """Id of an added token or a model piece whose text is exactly ``token``; None otherwise."""
         return self._added_ids[token] if token in self._added_ids else self._piece_id(token)
 
+    def control_tokens(self) -> dict[str, str]:
+        """The model's own unk/bos/eos/pad pieces by special-token name (those it has)."""
+        ids = {"unk_token": self._decoder.unk_id(), "bos_token": self._decoder.bos_id(),
+               "eos_token": self._decoder.eos_id(), "pad_token": self._decoder.pad_id()}
+        return {key: self._decoder.id_to_piece(i) for key, i in ids.items() if i >= 0}
+
     def model_added_tokens(self) -> list[tuple[int, AddedToken]]:
         """The model's control (special) and user-defined (not special) pieces as added tokens, as transformers 5
         extracts them when it converts a SentencePiece model."""
