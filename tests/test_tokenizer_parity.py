@@ -76,6 +76,11 @@ def test_ids_match_transformers_on_1200_strings(checkpoints, name):
     mismatches = [(s, tok.encode(s), ref.encode(s, add_special_tokens=False)) for s in strings
                   if tok.encode(s) != ref.encode(s, add_special_tokens=False)]
     assert mismatches == []
+    assert all(tok.encode_with_offsets(s)[0] == tok.encode(s) for s in strings)
+    if name != "internlm2":  # the slow reference has no offsets
+        assert [tok.encode_with_offsets(s)[1] for s in strings] == [
+            [tuple(o) for o in ref(s, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+            for s in strings]
     if name != "internlm2":  # the reference's generic slow decode is not InternLM2's own
         assert [tok.decode(tok.encode(s)) for s in strings] == [ref.decode(ref.encode(s, add_special_tokens=False))
                                                               for s in strings]

@@ -52,7 +52,8 @@ class Backend(Protocol):
     size: int
     added_tokens: tuple[AddedToken, ...]
 
-    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
+    def encode(self, text: str) -> list[int]: ...
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
     def token_id(self, token: str) -> int | None: ...
     def with_added(self, tokens: Sequence[tuple[int | None, AddedToken]]) -> Backend: ...
@@ -149,13 +150,15 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (no BOS/EOS)."""
-        return self.encode_with_offsets(text)[0]
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects str, got {type(text).__name__}")
+        return self._backend.encode(text)
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids of ``text`` and, per id, the character span ``(start, end)`` of ``text`` it stands for."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects str, got {type(text).__name__}")
-        return self._backend.encode(text)
+        return self._backend.encode_with_offsets(text)
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._backend.decode([int(i) for i in ids])

@@ -51,8 +51,12 @@ class TokenizersBackend:
     def with_added(self, tokens: Sequence[tuple[int | None, AddedToken]]) -> TokenizersBackend:
         return TokenizersBackend(self._json, self._added_spec + tuple(tokens), self.source)
 
-    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Ids of ``text`` (no template post-processing) and the character span each id stands for."""
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text`` (no template post-processing)."""
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of ``text`` and the character span ``(start, end)`` of ``text`` that each id stands for."""
         encoding = self._tok.encode(text, add_special_tokens=False)
         return list(encoding.ids), [tuple(o) for o in encoding.offsets]
 

@@ -91,30 +91,39 @@ class SentencePieceBackend:
     def with_added(self, tokens: Sequence[tuple[int | None, AddedToken]]) -> SentencePieceBackend:
         return SentencePieceBackend(self._proto_bytes, self._added_spec + tuple(tokens), self.prepend, self.source)
 
-    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    def _pieces(self, text: str):
+        """``(start, added token or None, prefix, piece)`` for the pieces of ``text``; ``prefix`` is the space the
+        prepend rule puts before a piece that is not an added token."""
+        for start, end, token in split_added(text, self.added_tokens):
+            piece = text[start:end]
+            wanted = self.prepend == "always" or (self.prepend == "first" and start == 0)
+            yield start, token, " " if token is None and wanted and not piece.startswith(" ") else "", piece
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``."""
+        ids = []
+        for _, token, prefix, piece in self._pieces(text):
+            ids += [self._added_ids[token.content]] if token is not None else self._encoder.encode(prefix + piece)
+        return ids
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids of ``text`` and the character span ``(start, end)`` of ``text`` that each id stands for."""
         ids, offsets = [], []
-        for start, end, token in split_added(text, self.added_tokens):
+        for start, token, prefix, piece in self._pieces(text):
             if token is not None:
                 ids.append(self._added_ids[token.content])
-                offsets.append((start, end))
+                offsets.append((start, start + len(piece)))
                 continue
-            piece_ids, piece_offsets = self._encode_piece(text[start:end], at_start=start == 0)
-            ids += piece_ids
-            offsets += [(start + a, start + b) for a, b in piece_offsets]
+            encoded = self._encoder.encode(prefix + piece, return_type="proto").pieces
+            # SentencePiece gives byte offsets into prefix + piece: map them to characters of text; the prefix
+            # belongs to the piece's first character (as in transformers' offsets)
+            chars = prefix + piece
+            char_at_byte = np.repeat(np.arange(len(chars) + 1), [len(c.encode()) for c in chars] + [1])
+            char_at_byte = np.maximum(char_at_byte - len(prefix), 0) + start
+            ids += [p.id for p in encoded]
+            offsets += [(int(char_at_byte[p.begin]), max(int(char_at_byte[p.end]), start + bool(prefix)))
+                        for p in encoded]
         return ids, offsets
-
-    def _encode_piece(self, piece: str, at_start: bool) -> tuple[list[int], list[tuple[int, int]]]:
-        rule = self.prepend
-        prefix = " " if (rule == "always" or (rule == "first" and at_start)) and not piece.startswith(" ") else ""
-        encoded = self._encoder.encode(prefix + piece, return_type="proto")
-        # SentencePiece reports byte offsets into prefix + piece: map them to characters of piece
-        char_at_byte = np.repeat(np.arange(len(prefix + piece) + 1),
-                                 [len(c.encode()) for c in prefix + piece] + [1])
-        shift = len(prefix)
-        spans = [(max(int(char_at_byte[p.begin]) - shift, 0), max(int(char_at_byte[p.end]) - shift, 0))
-                 for p in encoded.pieces]
-        return [p.id for p in encoded.pieces], spans
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``: added tokens as their text, runs of model pieces through SentencePiece; under a
