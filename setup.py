@@ -21,6 +21,9 @@ setup(
         "orbax-checkpoint>=0.12.8",
         "grain>=0.2.18",
         "sentencepiece>=0.2",
+        "protobuf>=4",  # SentencePiece model protos (dummy-prefix switch, piece types)
+        "tokenizers>=0.21",  # checkpoint tokenizer.json (Llama-3, Qwen2)
+        "jinja2>=3.1.6",  # checkpoint chat templates (sandbox fixes as transformers requires)
         "ml-collections>=1.1",
         "tensorflow-datasets>=4.9.10",
         "numpy>=2.0",

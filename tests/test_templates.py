@@ -105,7 +105,7 @@ def test_text_only_conversation(tok):
 
 def test_tokenizer_without_specials_encodes_them_as_text(tmp_path):
     texts = ["What is at the top?", "red circle", "system", "user", "assistant", "You are a helpful assistant."]
-    plain = Tokenizer(train_tokenizer(texts, str(tmp_path / "p.model"), 400, []))
+    plain = Tokenizer(train_tokenizer(texts, str(tmp_path / "p.model"), 400, [])).with_image_token()
     out = tokenize_conversation(plain, "chatml", TWO_TURNS, 5)
     assert out.image_slots.sum() == 5 and (out.tokens[out.image_slots] == plain.image_token_id).all()
     assert render(plain, out.tokens[1:], out.image_slots[1:]) == EXPECTED["chatml"]
@@ -141,3 +141,25 @@ def test_template_registry_and_stop_ids(tok):
     assert answer_stop_ids(tok, "plain") == sorted([tok.eos_id, tok.encode("\n")[0]])
     with pytest.raises(ValueError, match="unknown template"):
         answer_stop_ids(tok, "alpaca")
+
+
+@pytest.mark.parametrize("template, default_block, system_block", [
+    ("vicuna_v1", VICUNA_SYSTEM + " ", "Be brief. "),
+    ("llama3", f"<|start_header_id|>system<|end_header_id|>\n\n{LLAMA3_SYSTEM}<|eot_id|>",
+     "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"),
+    ("chatml", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", "<|im_start|>system\nBe brief.<|im_end|>\n"),
+])
+def test_system_turn_replaces_the_default_system_prompt(tok, template, default_block, system_block):
+    assert EXPECTED[template].startswith(default_block)
+    out = tokenize_conversation(tok, template, [{"from": "system", "value": "Be brief."}, *TWO_TURNS], 7)
+    assert render(tok, out.tokens[1:], out.image_slots[1:]) == system_block + EXPECTED[template][len(default_block):]
+    default = tokenize_conversation(tok, template, TWO_TURNS, 7)
+    def loss_text(example):
+        return [render(tok, example.tokens[a:b], example.image_slots[a:b]) for a, b in runs(example.loss_mask)]
+
+    assert loss_text(out) == loss_text(default) and len(loss_text(out)) == 2  # the system prompt is boilerplate
+    assert tok.decode(out.tokens[out.prompt_mask]) == "\nWhat is at the top?And the colour?"
+    with pytest.raises(ValueError, match="no system prompt"):
+        tokenize_conversation(tok, "plain", [{"from": "system", "value": "x"}, *ONE_TURN], 7)
+    with pytest.raises(ValueError, match="system prompt but no turns"):
+        tokenize_conversation(tok, template, [{"from": "system", "value": "x"}], 7)

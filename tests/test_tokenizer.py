@@ -11,7 +11,7 @@ import sentencepiece as spm
 
 from vlm_jax.data.entitygrid import EntityGridQA
 from vlm_jax.data.templates import template_texts
-from vlm_jax.data.tokenizer import Tokenizer, default_tokenizer, train_tokenizer
+from vlm_jax.data.tokenizer import MissingImageTokenError, Tokenizer, default_tokenizer, train_tokenizer
 
 CORPUS = ["USER: What object is located at the top-left of the image?",
           "ASSISTANT: red circle", "The quick brown fox jumps over the lazy dog.", "1234 + 5678 = 6912"] * 5
@@ -66,16 +66,23 @@ def test_segments_concatenate_exactly(trained):
 
 def test_loaded_tokenizer_without_specials(tmp_path):
     tok = Tokenizer(train_tokenizer(CORPUS, str(tmp_path / "plain.model"), 400, []))
-    assert tok.image_token_id == 0  # no "<image>" piece: slots filled with <unk>
+    assert not tok.has_image_token and tok.image_token is None
+    with pytest.raises(MissingImageTokenError, match="no image token"):
+        tok.image_token_id  # noqa: B018
     ids = tok.special_ids("<|im_start|>")
     assert len(ids) > 1 and tok.decode(ids) == "<|im_start|>"
+    added = tok.with_image_token()  # as AutoTokenizer.add_tokens(["<image>"], special_tokens=True)
+    assert added.image_token == "<image>" and added.image_token_id == tok.vocab_size == added.vocab_size - 1
+    assert added.encode("red<image>red") == tok.encode("red") + [added.image_token_id] + tok.encode("red")
+    assert added.decode(added.encode("red<image>red")) == "red<image>red"
+    assert added.with_image_token() is added and tok.vocab_size == added.vocab_size - 1
 
 
 def test_pad_falls_back_to_unk_for_models_without_pad(tmp_path):
     spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_prefix=str(tmp_path / "nopad"),
                                    vocab_size=60, pad_id=-1, minloglevel=2)
     tok = Tokenizer(str(tmp_path / "nopad.model"))
-    assert tok.pad_id == 0 and tok.eos_id == 2 and tok.image_token_id == 0
+    assert tok.pad_id == 0 and tok.eos_id == 2 and not tok.has_image_token
 
 
 def test_trainer_and_loader_errors(tmp_path):

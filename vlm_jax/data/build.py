@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from vlm_jax.data.entitygrid import EntityGridQA
 from vlm_jax.data.pipeline import make_dataset
 from vlm_jax.data.sources import ArrayRecordSource, LlavaJsonSource, TfdsSource
-from vlm_jax.data.tokenizer import Tokenizer, default_tokenizer
+from vlm_jax.data.tokenizer import Tokenizer, default_tokenizer, load_tokenizer
 
 _SOURCES = {
     "entitygrid": lambda c: EntityGridQA(**c),
@@ -38,13 +37,10 @@ def build_source(cfg: Mapping[str, Any]):
 
 
 def build_tokenizer(cfg: Mapping[str, Any], cache_dir: str) -> Tokenizer:
-    """``cfg.tokenizer``: a SentencePiece model path, or empty for the embedded default (trained, cached)."""
+    """``cfg.tokenizer``: a checkpoint directory or tokenizer file (:func:`~vlm_jax.data.tokenizer.load_tokenizer`),
+    or empty for the embedded default (trained, cached)."""
     path = cfg.get("tokenizer", "")
-    if path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"tokenizer model {path!r} not found")
-        return Tokenizer(path)
-    return default_tokenizer(cache_dir)
+    return load_tokenizer(path) if path else default_tokenizer(cache_dir)
 
 
 def build_train_dataset(cfg: Mapping[str, Any], processor, tokenizer, seed: int):

@@ -16,22 +16,35 @@ tokenises per round; with dummy-prefix tokenizers this can differ from whole-str
 the whitespace pieces at segment boundaries. Human text containing a special's literal text
 encodes to that special. With add_eos, EOS follows the last answer (in the loss) unless the
 end-of-answer already is EOS (vicuna_v1). A conversation ending with a human turn gets the
-assistant header appended instead (a generation prompt, no loss).
+assistant header appended instead (a generation prompt, no loss). A leading {"from": "system"} turn replaces
+the template's system prompt ("plain" has none).
+
+``template="checkpoint"`` uses the tokenizer's own Jinja chat template instead
+(:mod:`vlm_jax.data.checkpoint_template`: whole-text encoding, identical to ``apply_chat_template``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-import numpy as np
+from vlm_jax.data.checkpoint_template import CHECKPOINT_TEMPLATE, chat_template_stop_ids, tokenize_with_chat_template
+from vlm_jax.data.conversation import (
+    ANSWER,
+    BOILERPLATE,
+    IMAGE,
+    IMAGE_PLACEHOLDER,
+    PROMPT,
+    TokenizedExample,
+    validate_conversation,
+)
 
 if TYPE_CHECKING:
     from vlm_jax.data.tokenizer import Tokenizer
 
-IMAGE_PLACEHOLDER = "<image>"
-_BOILERPLATE, _PROMPT, _ANSWER, _IMAGE = range(4)
+__all__ = ["CHECKPOINT_TEMPLATE", "IMAGE_PLACEHOLDER", "TEMPLATES", "Template", "TokenizedExample",
+           "answer_stop_ids", "template_specials", "template_texts", "tokenize_conversation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +52,8 @@ class Template:
     """Boilerplate strings of one chat format; any of them may contain `specials`."""
 
     name: str
-    preamble: str  # once, after BOS (system prompt)
+    system_format: str  # once, after BOS; "{system}" stands for the system prompt ("" : no system prompt)
+    default_system: str
     user_prefix: str
     user_suffix: str
     assistant_prefix: str
@@ -47,6 +61,12 @@ class Template:
     between_turns: str  # after an answer that is followed by another turn; no loss
     specials: tuple[str, ...]
     keep_human_text: bool = True  # False: only the image of the human turn is kept ("plain")
+
+    def preamble(self, system: str | None = None) -> str:
+        """The system block with ``system`` (None: the default system prompt)."""
+        if system is not None and "{system}" not in self.system_format:
+            raise ValueError(f"template {self.name!r} has no system prompt")
+        return self.system_format.replace("{system}", self.default_system if system is None else system)
 
 
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
@@ -61,23 +81,15 @@ def _llama3_header(role: str) -> str:
 
 
 TEMPLATES: dict[str, Template] = {
-    "plain": Template("plain", "", "", "", "", "\n", "", (), keep_human_text=False),
-    "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM + " ", "USER: ", " ", "ASSISTANT: ", "</s>", "", ("</s>",)),
-    "llama3": Template("llama3", _llama3_header("system") + LLAMA3_SYSTEM + "<|eot_id|>", _llama3_header("user"),
-                       "<|eot_id|>", _llama3_header("assistant"), "<|eot_id|>", "",
+    "plain": Template("plain", "", "", "", "", "", "\n", "", (), keep_human_text=False),
+    "vicuna_v1": Template("vicuna_v1", "{system} ", VICUNA_SYSTEM, "USER: ", " ", "ASSISTANT: ", "</s>", "",
+                          ("</s>",)),
+    "llama3": Template("llama3", _llama3_header("system") + "{system}<|eot_id|>", LLAMA3_SYSTEM,
+                       _llama3_header("user"), "<|eot_id|>", _llama3_header("assistant"), "<|eot_id|>", "",
                        ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")),
-    "chatml": Template("chatml", f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n", "<|im_start|>user\n",
+    "chatml": Template("chatml", "<|im_start|>system\n{system}<|im_end|>\n", CHATML_SYSTEM, "<|im_start|>user\n",
                        "<|im_end|>\n", "<|im_start|>assistant\n", "<|im_end|>", "\n", ("<|im_start|>", "<|im_end|>")),
 }
-
-
-class TokenizedExample(NamedTuple):
-    """One conversation as equal-length 1-D arrays [L]."""
-
-    tokens: np.ndarray  # int32; image placeholder expanded to num_image_tokens x image_token_id
-    loss_mask: np.ndarray  # bool; answer tokens and their end-of-turn / EOS
-    image_slots: np.ndarray  # bool; exactly the visual positions
-    prompt_mask: np.ndarray  # bool; human-turn text (no boilerplate, image slots or answers)
 
 
 def template_specials() -> list[str]:
@@ -96,7 +108,7 @@ def template_texts() -> list[str]:
     """The plain-text fragments of all templates' boilerplate (for tokenizer training)."""
     texts = []
     for t in TEMPLATES.values():
-        for markup in (t.preamble, t.user_prefix, t.user_suffix, t.assistant_prefix, t.assistant_suffix,
+        for markup in (t.preamble(), t.user_prefix, t.user_suffix, t.assistant_prefix, t.assistant_suffix,
                        t.between_turns):
             texts.extend(p for p in _split_markup(markup, t.specials) if p not in t.specials)
     return texts
@@ -109,81 +121,63 @@ def _encode_markup(tok: Tokenizer, text: str, specials: tuple[str, ...]) -> list
     return ids
 
 
-def _validate(conversations: list[dict], num_image_tokens: int, template: Template) -> None:
-    if not conversations:
-        raise ValueError("empty conversation")
-    if not isinstance(num_image_tokens, (int, np.integer)) or num_image_tokens < 0:
-        raise ValueError(f"num_image_tokens must be a non-negative int, got {num_image_tokens!r}")
-    for k, turn in enumerate(conversations):
-        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-            raise ValueError(f"turn {k} must be a dict with a str 'value', got {turn!r}")
-        expected = "human" if k % 2 == 0 else "gpt"
-        if turn.get("from") != expected:
-            raise ValueError(f"turn {k} must come from {expected!r} (turns alternate, human first), "
-                             f"got {turn.get('from')!r}")
-        if expected == "gpt" and not turn["value"]:
-            raise ValueError(f"turn {k}: empty answer")
-        if turn["value"].count(IMAGE_PLACEHOLDER) and k != 0:
-            raise ValueError(f"turn {k}: {IMAGE_PLACEHOLDER} may only appear in the first human turn")
-    placeholders = conversations[0]["value"].count(IMAGE_PLACEHOLDER)
-    if placeholders > 1:
-        raise ValueError(f"duplicate {IMAGE_PLACEHOLDER}: found {placeholders} in the first human turn")
-    if placeholders == 1 and num_image_tokens == 0:
-        raise ValueError(f"conversation has {IMAGE_PLACEHOLDER} but num_image_tokens is 0")
-    if placeholders == 0 and num_image_tokens > 0:
-        raise ValueError(f"missing {IMAGE_PLACEHOLDER} in the first human turn for {num_image_tokens} image tokens")
-    if not template.keep_human_text and len(conversations) != 2:
-        raise ValueError(f"template {template.name!r} takes exactly one human and one gpt turn, "
-                         f"got {len(conversations)} turns")
+def _named(template: str) -> Template:
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}, {CHECKPOINT_TEMPLATE}")
+    return TEMPLATES[template]
 
 
 def answer_stop_ids(tok: Tokenizer, template: str) -> list[int]:
     """Ids that end a generated answer: EOS and the first id of the template's end-of-answer."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
-    spec = TEMPLATES[template]
+    if template == CHECKPOINT_TEMPLATE:
+        return chat_template_stop_ids(tok)
+    spec = _named(template)
     end = _encode_markup(tok, spec.assistant_suffix, spec.specials)[:1]
     return sorted({tok.eos_id, *end})
 
 
 def tokenize_conversation(tok: Tokenizer, template: str, conversations: list[dict], num_image_tokens: int,
-                          *, add_eos: bool = True) -> TokenizedExample:
-    """Renders `conversations` ([{"from": "human"|"gpt", "value": str}, ...]) with a template.
+                          *, add_eos: bool | None = None) -> TokenizedExample:
+    """Renders ``conversations`` ([{"from": "system"?}, {"from": "human"|"gpt", "value": str}, ...]) with a
+    named template or, for ``"checkpoint"``, the tokenizer's own chat template.
 
-    BOS (if the tokenizer has one) starts the sequence. With `add_eos`, EOS (in the loss) follows the
-    final answer unless the template's end-of-answer already is EOS. Raises ValueError on an unknown
-    template, an empty conversation, turns not alternating human/gpt, empty answers, a missing,
-    duplicate or misplaced "<image>", or a placeholder/num_image_tokens mismatch.
+    Named templates: BOS (if the tokenizer has one) starts the sequence; with ``add_eos`` (default True), EOS (in
+    the loss) follows the final answer unless the template's end-of-answer already is EOS. The checkpoint's
+    template places BOS itself; ``add_eos`` defaults to False there (the text is exactly the template's).
+    Raises ValueError on an unknown template, an empty conversation, turns not alternating human/gpt, empty
+    answers, a missing, duplicate or misplaced "<image>", or a placeholder/num_image_tokens mismatch.
     """
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
-    spec = TEMPLATES[template]
-    _validate(conversations, num_image_tokens, spec)
+    if template == CHECKPOINT_TEMPLATE:
+        return tokenize_with_chat_template(tok, conversations, num_image_tokens, add_eos=bool(add_eos))
+    spec = _named(template)
+    conversation = validate_conversation(conversations, num_image_tokens)
+    if not spec.keep_human_text and len(conversation.turns) != 2:
+        raise ValueError(f"template {spec.name!r} takes exactly one human and one gpt turn, "
+                         f"got {len(conversation.turns)} turns")
     segments: list[tuple[list[int], int]] = []
     if tok.bos_id >= 0:
-        segments.append(([tok.bos_id], _BOILERPLATE))
-    segments.append((_encode_markup(tok, spec.preamble, spec.specials), _BOILERPLATE))
-    for k, turn in enumerate(conversations):
+        segments.append(([tok.bos_id], BOILERPLATE))
+    segments.append((_encode_markup(tok, spec.preamble(conversation.system), spec.specials), BOILERPLATE))
+    for k, turn in enumerate(conversation.turns):
         if turn["from"] == "human":
-            segments.append((_encode_markup(tok, spec.user_prefix, spec.specials), _BOILERPLATE))
+            segments.append((_encode_markup(tok, spec.user_prefix, spec.specials), BOILERPLATE))
             before, image, after = turn["value"].partition(IMAGE_PLACEHOLDER)
             if spec.keep_human_text:
-                segments.append((tok.encode(before), _PROMPT))
+                segments.append((tok.encode(before), PROMPT))
             if image:
-                segments.append(([tok.image_token_id] * int(num_image_tokens), _IMAGE))
+                segments.append(([tok.image_token_id] * int(num_image_tokens), IMAGE))
             if spec.keep_human_text:
-                segments.append((tok.encode(after), _PROMPT))
-            segments.append((_encode_markup(tok, spec.user_suffix, spec.specials), _BOILERPLATE))
+                segments.append((tok.encode(after), PROMPT))
+            segments.append((_encode_markup(tok, spec.user_suffix, spec.specials), BOILERPLATE))
         else:
-            segments.append((_encode_markup(tok, spec.assistant_prefix, spec.specials), _BOILERPLATE))
-            segments.append((tok.encode(turn["value"]), _ANSWER))
-            segments.append((_encode_markup(tok, spec.assistant_suffix, spec.specials), _ANSWER))
-            if k + 1 < len(conversations):
-                segments.append((_encode_markup(tok, spec.between_turns, spec.specials), _BOILERPLATE))
-    if conversations[-1]["from"] == "human":
-        segments.append((_encode_markup(tok, spec.assistant_prefix, spec.specials), _BOILERPLATE))
-    elif add_eos and segments[-1][0][-1:] != [tok.eos_id]:
-        segments.append(([tok.eos_id], _ANSWER))
-    tokens = np.asarray([i for ids, _ in segments for i in ids], np.int32)
-    kinds = np.asarray([kind for ids, kind in segments for _ in ids], np.int8).reshape(-1)
-    return TokenizedExample(tokens, kinds == _ANSWER, kinds == _IMAGE, kinds == _PROMPT)
+            segments.append((_encode_markup(tok, spec.assistant_prefix, spec.specials), BOILERPLATE))
+            segments.append((tok.encode(turn["value"]), ANSWER))
+            segments.append((_encode_markup(tok, spec.assistant_suffix, spec.specials), ANSWER))
+            if k + 1 < len(conversation.turns):
+                segments.append((_encode_markup(tok, spec.between_turns, spec.specials), BOILERPLATE))
+    if conversation.ends_with_human:
+        segments.append((_encode_markup(tok, spec.assistant_prefix, spec.specials), BOILERPLATE))
+    elif (add_eos is None or add_eos) and segments[-1][0][-1:] != [tok.eos_id]:
+        segments.append(([tok.eos_id], ANSWER))
+    return TokenizedExample.from_kinds([i for ids, _ in segments for i in ids],
+                                       [kind for ids, kind in segments for _ in ids])

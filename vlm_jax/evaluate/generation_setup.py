@@ -5,8 +5,9 @@
   config stored with the checkpoint gives the tiling, the template and the tokenizer
   (``config.data.tokenizer`` or the default vocabulary cached in ``DIR/cache``) unless a config is given.
 * A HF ``save_pretrained`` directory (``config.json`` present): :func:`load_vlm_from_hf_dir`. A config is
-  required for the tiling and the template (``config.data``); the SentencePiece tokenizer is
-  ``tokenizer_path`` or ``DIR/tokenizer.model``.
+  required for the tiling and the template (``config.data``); the tokenizer is ``tokenizer_path`` or the
+  directory's own (:func:`~vlm_jax.data.tokenizer.load_tokenizer`: ``tokenizer.json`` or ``tokenizer.model``
+  with its config files).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jax.sharding import Mesh
 from vlm_jax import sharding
 from vlm_jax.data.build import build_tokenizer
 from vlm_jax.data.processor import ImageProcessor
-from vlm_jax.data.tokenizer import Tokenizer
+from vlm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
 from vlm_jax.model import VLM
 from vlm_jax.state.restore import read_run_meta, restore_params
@@ -45,11 +46,10 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def _hf_tokenizer(path: str, tokenizer_path: str | None) -> Tokenizer:
-    candidate = tokenizer_path or os.path.join(path, "tokenizer.model")
-    if not os.path.isfile(candidate):
-        raise FileNotFoundError(f"no SentencePiece tokenizer for the HF directory {path} (looked for {candidate}): "
-                                "pass --tokenizer=PATH/tokenizer.model")
-    return Tokenizer(candidate)
+    try:
+        return load_tokenizer(tokenizer_path or path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"no tokenizer for the HF directory {path} ({e}): pass --tokenizer=PATH") from e
 
 
 def load_for_generation(checkpoint: str, config: Any = None, tokenizer_path: str | None = None) -> InferenceBundle:
@@ -64,7 +64,7 @@ def load_for_generation(checkpoint: str, config: Any = None, tokenizer_path: str
         mesh = sharding.make_mesh(data=1, fsdp=-1)
         _, graphdef, params = restore_params(checkpoint, mesh=mesh)
         model = nnx.merge(graphdef, params)
-        tokenizer = (Tokenizer(tokenizer_path) if tokenizer_path
+        tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path
                      else build_tokenizer(config.data, os.path.join(checkpoint, "cache")))
     else:
         raise FileNotFoundError(f"{checkpoint} is neither a training workdir (no checkpoints/) nor a HF directory "
