@@ -61,10 +61,10 @@ def test_flat_and_scatter():
     assert vis.shape == (2, 6, 4) and valid.sum(1).tolist() == [4, 2]
     slots = np.zeros((2, 8), bool)
     slots[0, 1:5] = True  # 4 slots for 4 tokens
-    slots[1, 2:6] = True  # 4 slots, only 2 tokens: the last two stay unfilled
+    slots[1, 2:6] = True  # 4 slots, only 2 tokens: right-aligned, the first two stay unfilled
     embeds = jnp.zeros((2, 8, 4))
     out, filled = scatter_visual(embeds, jnp.asarray(slots), vis, valid)
     np.testing.assert_array_equal(np.asarray(out[0, 1:5]), np.asarray(tokens[0, :2].reshape(4, 4)))
-    np.testing.assert_array_equal(np.asarray(out[1, 2:4]), np.asarray(tokens[1, 0]))
-    assert np.asarray(filled[1]).tolist() == [False, False, True, True, False, False, False, False]
-    assert float(jnp.abs(out[1, 4:]).sum()) == 0.0
+    np.testing.assert_array_equal(np.asarray(out[1, 4:6]), np.asarray(tokens[1, 0]))
+    assert np.asarray(filled[1]).tolist() == [False, False, False, False, True, True, False, False]
+    assert float(jnp.abs(out[1, :4]).sum()) == 0.0 and float(jnp.abs(out[1, 6:]).sum()) == 0.0

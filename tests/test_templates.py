@@ -126,7 +126,7 @@ def test_tokenizer_without_specials_encodes_them_as_text(tmp_path):
     ([ONE_TURN[0], ONE_TURN[0]], 4, "chatml", "must come from 'gpt'"),
     ([ONE_TURN[0], {"from": "gpt", "value": ""}], 4, "chatml", "empty answer"),
     ([ONE_TURN[0], {"from": "gpt"}], 4, "chatml", "str 'value'"),
-    (TWO_TURNS, 4, "plain", "exactly one human"),
+    (TWO_TURNS, 4, "plain", "at most one gpt turn"),
 ])
 def test_bad_conversations_raise(tok, conversation, num_image_tokens, template, message):
     with pytest.raises(ValueError, match=message):

@@ -151,9 +151,9 @@ def tokenize_conversation(tok: Tokenizer, template: str, conversations: list[dic
         return tokenize_with_chat_template(tok, conversations, num_image_tokens, add_eos=bool(add_eos))
     spec = _named(template)
     conversation = validate_conversation(conversations, num_image_tokens)
-    if not spec.keep_human_text and len(conversation.turns) != 2:
-        raise ValueError(f"template {spec.name!r} takes exactly one human and one gpt turn, "
-                         f"got {len(conversation.turns)} turns")
+    if not spec.keep_human_text and len(conversation.turns) > 2:
+        raise ValueError(f"template {spec.name!r} takes one human turn (a generation prompt: the image alone) and "
+                         f"at most one gpt turn, got {len(conversation.turns)} turns")
     segments: list[tuple[list[int], int]] = []
     if tok.bos_id >= 0:
         segments.append(([tok.bos_id], BOILERPLATE))

@@ -93,16 +93,20 @@ def anyres_tokens(tokens: jax.Array, grid: jax.Array, orig_size: jax.Array, newl
 
 def scatter_visual(embeds: jax.Array, image_slots: jax.Array, visual: jax.Array,
                    visual_valid: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Put the i-th valid visual token into the i-th image slot of each example.
+    """Put the valid visual tokens into the *last* image slots of each example, in order.
 
-    Args: ``embeds [B, L, D]`` text embeddings; ``image_slots bool [B, L]``; ``visual [B, V, D]`` with
-      ``visual_valid [B, V]`` a prefix mask.
-    Returns: new embeddings and ``filled [B, L]`` — image slots that received a token. Slots beyond the
-      number of valid visual tokens (e.g. after text-guided selection) are not filled; the caller masks them.
+    Args: ``embeds [B, L, D]`` text embeddings; ``image_slots bool [B, L]`` (one contiguous span per example);
+      ``visual [B, V, D]`` with ``visual_valid [B, V]`` a prefix mask.
+    Returns: new embeddings and ``filled [B, L]`` — image slots that received a token. With fewer valid visual
+      tokens ``n`` than slots ``S`` (e.g. after SliME's text-guided selection), the first ``S - n`` slots stay
+      unfilled and the caller masks them: right-aligning keeps the token before the text that follows the image
+      a real visual token, so every text token is predicted from a real position (the ``plain`` template puts
+      the answer right after the image), exactly as with a prompt of ``n`` slots.
     """
     rank = jnp.cumsum(image_slots, axis=1) - 1
     n_vis = visual_valid.sum(axis=1, keepdims=True)
-    idx = jnp.clip(rank, 0, visual.shape[1] - 1)
+    unfilled = image_slots.sum(axis=1, keepdims=True) - n_vis
+    idx = jnp.clip(rank - unfilled, 0, visual.shape[1] - 1)
     gathered = jnp.take_along_axis(visual, idx[..., None], axis=1).astype(embeds.dtype)
-    filled = image_slots & (rank < n_vis)
+    filled = image_slots & (rank >= unfilled)
     return jnp.where(filled[..., None], gathered, embeds), filled
