@@ -28,24 +28,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         dict(name="instruct", steps=steps[2], train=["projector/.*", "self_mining/.*", "slice_restore/.*", "llm/.*"],
              lr=2e-5, warmup=0.03),
     ]
-    c = ml_collections.ConfigDict()
     if tiny:
         tile = 32
-        c.model = blocks.tiny_towers(presets.hires_llava_7b(
+        model = blocks.tiny_towers(presets.hires_llava_7b(
             slice_restore=dict(layers=(0,), max_rows=3, max_cols=3, heads=2, down=2),
             self_mining=dict(ratio=2, depth=1, heads=2)), vision_kind="clip", tile=tile)
         pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [3 * tile, tile], [tile, 3 * tile]]
-        c.data = blocks.entitygrid_data(dict(kind="anyres", pinpoints=pinpoints, norm="clip"), canvas=64,
-                                        batch_size=8, seq_buckets=(96, 128), eval_size=16)
-        c.train = blocks.train_block(recipe, log_every=1)
-        c.mesh = dict(data=2, fsdp=2, tensor=2)
+        data = blocks.entitygrid_data(dict(kind="anyres", pinpoints=pinpoints, norm="clip"), canvas=64,
+                                      batch_size=8, seq_buckets=(96, 128), eval_size=16)
+        train = blocks.train_block(recipe, log_every=1)
+        mesh = dict(data=2, fsdp=2, tensor=2)
     else:
-        c.model = blocks.bf16(presets.hires_llava_7b())
-        c.data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
-                                                   norm="clip"), template="vicuna_v1",
-                                        tokenizer="/data/vicuna/tokenizer.model", batch_size=16,
-                                        seq_buckets=(1024, 2048))
-        c.train = blocks.train_block(recipe, max_replicated=0.05)
-        c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))  # HF LLaVA(-NeXT) checkpoint for the towers and projector
-    return c
+        model = blocks.bf16(presets.hires_llava_7b())
+        data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
+                                                 norm="clip"), template="vicuna_v1",
+                                      tokenizer="/data/vicuna/tokenizer.model", batch_size=16,
+                                      seq_buckets=(1024, 2048))
+        train = blocks.train_block(recipe, max_replicated=0.05)
+        mesh = dict(data=1, fsdp=-1, tensor=1)
+    init = dict(hf_dir=args.get("init", ""))  # HF LLaVA(-NeXT) checkpoint for the towers and projector
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh, init=init)

@@ -23,20 +23,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     recipe = [dict(name="pretrain", steps=steps[0], train=["dem/.*", "projector/.*"], lr=1e-3, warmup=0.03),
               dict(name="finetune", steps=steps[1], train=["dem/.*", "projector/.*", "llm/.*"], lr=2e-5,
                    warmup=0.03)]
-    c = ml_collections.ConfigDict()
     if tiny:
-        c.model = blocks.tiny_towers(presets.inf_llava_8b(max_views=9, dem=dict(heads=2, ffn_ratio=4)),
-                                     vision_kind="clip")
-        c.data = blocks.entitygrid_data(dict(kind="dual", n=2, norm="clip"), canvas=64, batch_size=8,
-                                        seq_buckets=(96, 128), eval_size=16)
-        c.train = blocks.train_block(recipe, log_every=1)
-        c.mesh = dict(data=2, fsdp=2, tensor=2)
+        model = blocks.tiny_towers(presets.inf_llava_8b(max_views=9, dem=dict(heads=2, ffn_ratio=4)),
+                                   vision_kind="clip")
+        data = blocks.entitygrid_data(dict(kind="dual", n=2, norm="clip"), canvas=64, batch_size=8,
+                                      seq_buckets=(96, 128), eval_size=16)
+        train = blocks.train_block(recipe, log_every=1)
+        mesh = dict(data=2, fsdp=2, tensor=2)
     else:
-        c.model = blocks.bf16(presets.inf_llava_8b())
-        c.data = blocks.llava_json_data(args, dict(kind="dual", tile=336, n=3, norm="clip"), template="llama3",
-                                        tokenizer="/data/llama3/tokenizer.model", batch_size=16,
-                                        seq_buckets=(1024, 2048))
-        c.train = blocks.train_block(recipe, max_replicated=0.05)
-        c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + Llama-3-8B) to start from
-    return c
+        model = blocks.bf16(presets.inf_llava_8b())
+        data = blocks.llava_json_data(args, dict(kind="dual", tile=336, n=3, norm="clip"), template="llama3",
+                                      tokenizer="/data/llama3/tokenizer.model", batch_size=16,
+                                      seq_buckets=(1024, 2048))
+        train = blocks.train_block(recipe, max_replicated=0.05)
+        mesh = dict(data=1, fsdp=-1, tensor=1)
+    init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + Llama-3-8B) to start from
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh, init=init)

@@ -24,14 +24,13 @@ from vlm_jax import presets
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = blocks.parse_args(arg)
-    c = ml_collections.ConfigDict()
-    c.model = blocks.bf16(presets.internvl2_2b())
-    c.data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
-                                    template="chatml", tokenizer="/data/internlm2/tokenizer.model",
-                                    batch_size=16, seq_buckets=(2048, 4096))
+    model = blocks.bf16(presets.internvl2_2b())
+    data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
+                                  template="chatml", tokenizer="/data/internlm2/tokenizer.model",
+                                  batch_size=16, seq_buckets=(2048, 4096))
     recipe = [dict(name="finetune", steps=int(args.get("steps", 5000)), train=["projector/.*", "llm/.*"],
                    lr=4e-5, warmup=0.03)]
-    c.train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)
-    c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))
-    return c
+    train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)
+    mesh = dict(data=1, fsdp=-1, tensor=1)
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh,
+                              init=dict(hf_dir=args.get("init", "")))

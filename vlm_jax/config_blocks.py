@@ -1,5 +1,6 @@
-"""Building blocks shared by ``configs/*.py``: every block lists all of its keys, so a command-line
-override of a key that does not exist fails (``--config.train.lr_typo=1`` is an error).
+"""Building blocks shared by ``configs/*.py``. Every block lists all of its keys (the typed blocks'
+defaults filled in, ``None`` ones as typed placeholders), so every key can be overridden from the command line
+(``--config.train.stop_at=100``) and a key that does not exist fails (``--config.train.lr_typo=1``).
 """
 
 from __future__ import annotations
@@ -7,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ml_collections
+
 from vlm_jax import presets
+from vlm_jax.config_loading import check_config
+from vlm_jax.config_util import config_block, with_placeholders
+from vlm_jax.model_config import VLMConfig
+from vlm_jax.run_config import DataConfig, TrainConfig, source_block
 
 
 def parse_args(arg: str | None) -> dict[str, str]:
@@ -29,39 +36,48 @@ def pick_stage(args: Mapping[str, str], stages: Mapping[str, Any], default: str)
     return name, stages[name]
 
 
-def train_block(recipe: Sequence[Mapping[str, Any]], **overrides) -> dict[str, Any]:
-    block = dict(
-        seed=0, recipe=[dict(r) for r in recipe], z_loss=0.0, grad_clip=1.0, weight_decay=0.0, accum=1,
-        log_every=10, ckpt_every=500, keep=2, keep_every=None,
-        max_replicated=None,  # fail at start-up if more than this fraction of parameter bytes is replicated
-        allow_data_change=False,  # resume even if the data config differs from the checkpoint's
-        stop_at=None,  # end this run after step N (time-sliced / preemptible jobs); the next run resumes
-        peak_flops=None,  # per-device peak FLOP/s for the MFU metric
-    )
-    unknown = set(overrides) - set(block)
-    if unknown:
-        raise ValueError(f"unknown train keys {sorted(unknown)}")
-    block.update(overrides)
-    return block
+def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Mapping[str, Any],
+               mesh: Mapping[str, int], init: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """The ``get_config()`` result: the blocks as a ConfigDict (``None`` model keys as typed placeholders),
+    checked like a config loaded by the CLI (typed blocks + ``VLMConfig``)."""
+    blocks = dict(model=with_placeholders(VLMConfig, model), data=data, train=train, mesh=dict(mesh))
+    if init is not None:
+        blocks["init"] = dict(init)
+    config = ml_collections.ConfigDict(blocks)
+    check_config(config)
+    return config
+
+
+def train_block(recipe: Sequence[Mapping[str, Any]], **values) -> dict[str, Any]:
+    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults."""
+    return config_block(TrainConfig, "config.train", recipe=[dict(r) for r in recipe], **values)
+
+
+def data_block(**values) -> dict[str, Any]:
+    """``config.data`` (:class:`~vlm_jax.run_config.DataConfig`): ``values`` over the defaults."""
+    return config_block(DataConfig, "config.data", **values)
 
 
 def entitygrid_data(tiling: Mapping[str, Any], *, canvas: int, batch_size: int, seq_buckets: Sequence[int],
                     train_size: int = 200_000, eval_size: int = 432, template: str = "chatml") -> dict[str, Any]:
     """Generated EntityGrid-QA (spec §4.3) with the embedded default tokenizer."""
-    return dict(source=dict(kind="entitygrid", split="train", size=train_size, seed=0, canvas=canvas),
-                eval_source=dict(kind="entitygrid", split="test", size=eval_size, seed=0, canvas=canvas),
-                tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
-                seq_buckets=tuple(seq_buckets), worker_count=0)
+    source = dict(seed=0, canvas=canvas)
+    return data_block(source=source_block("entitygrid", split="train", size=train_size, **source),
+                      eval_source=source_block("entitygrid", "config.data.eval_source", split="test", size=eval_size,
+                                               **source),
+                      tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
+                      seq_buckets=tuple(seq_buckets), worker_count=0)
 
 
 def llava_json_data(args: Mapping[str, str], tiling: Mapping[str, Any], *, template: str, tokenizer: str,
                     batch_size: int, seq_buckets: Sequence[int]) -> dict[str, Any]:
-    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``)."""
-    return dict(source=dict(kind="llava_json", path=args.get("data", "/data/train.json"),
-                            image_root=args.get("images", "/data/images")),
-                eval_source=None, tiling=dict(tiling), tokenizer=args.get("tokenizer", tokenizer),
-                template=template, batch_size=int(args.get("batch_size", batch_size)),
-                seq_buckets=tuple(seq_buckets), worker_count=8)
+    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``); no eval source
+    (``--config.data.eval_source="{'kind': ..., ...}"`` sets one)."""
+    return data_block(source=source_block("llava_json", path=args.get("data", "/data/train.json"),
+                                          image_root=args.get("images", "/data/images")),
+                      tiling=dict(tiling), tokenizer=args.get("tokenizer", tokenizer), template=template,
+                      batch_size=int(args.get("batch_size", batch_size)), seq_buckets=tuple(seq_buckets),
+                      worker_count=8)
 
 
 def bf16(model: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 from vlm_jax import sharding
 from vlm_jax.checkpoint import Checkpointer, make_meta
+from vlm_jax.config_util import plain
 from vlm_jax.data.build import build_source, build_tokenizer, build_train_dataset
 from vlm_jax.data.device import batch_sharding, global_batch
 from vlm_jax.data.processor import ImageProcessor
@@ -29,9 +30,10 @@ from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.run_config import RunConfig
 from vlm_jax.train.logger import MetricsLogger
 from vlm_jax.train.optimizer import make_optimizer, opt_state_shardings
-from vlm_jax.train.recipe import Stage, parse_recipe, trainable_filter
+from vlm_jax.train.recipe import Stage, trainable_filter
 from vlm_jax.train.step import TrainState, make_train_step
 
 EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamond", "bottom-right", "2"
@@ -75,7 +77,8 @@ def init_stage_state(graphdef, params, stage: Stage, opt_kw: dict, step: int, me
 
 def train(config, workdir: str) -> dict[str, Any]:
     """Train ``config`` in ``workdir``; returns the final evaluation scores (or the last train metrics)."""
-    tcfg, dcfg = config.train, config.data
+    run = RunConfig.from_config(config)  # typed and checked before anything is built
+    tcfg, dcfg = run.train, run.data
     os.makedirs(workdir, exist_ok=True)
 
     # ---- mesh, model config, data ------------------------------------------------------------------
@@ -87,9 +90,9 @@ def train(config, workdir: str) -> dict[str, Any]:
     if tokenizer.image_token_id != model_cfg.image_token_id:
         raise ValueError(f"model image_token_id={model_cfg.image_token_id} but the tokenizer's <image> id is "
                          f"{tokenizer.image_token_id}")
-    processor = ImageProcessor(dcfg.tiling.to_dict(), model_cfg)
-    data_iter = iter(build_train_dataset(dcfg.to_dict(), processor, tokenizer, tcfg.seed))
-    recipe = parse_recipe([s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in tcfg.recipe])
+    processor = ImageProcessor(plain(dcfg.tiling), model_cfg)
+    data_iter = iter(build_train_dataset(dcfg, processor, tokenizer, tcfg.seed))
+    recipe = list(tcfg.recipe)
     bounds = stage_bounds(recipe)
     total_steps = bounds[-1][1]
     global_bs = dcfg.batch_size * jax.process_count()
@@ -99,8 +102,8 @@ def train(config, workdir: str) -> dict[str, Any]:
     # ---- model: abstract shapes → sharded parameters -----------------------------------------------
     graphdef, params, param_shardings = sharding.init_sharded(
         lambda: VLM(model_cfg, rngs=nnx.Rngs(tcfg.seed)), mesh)
-    sharding.check_sharded(params, param_shardings, mesh, tcfg.get("max_replicated"))
-    hf_dir = config.get("init", {}).get("hf_dir", "")
+    sharding.check_sharded(params, param_shardings, mesh, tcfg.max_replicated)
+    hf_dir = run.init.hf_dir
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if hf_dir and not os.path.isdir(ckpt_dir):  # a fresh run starts from released weights
         model = nnx.merge(graphdef, params)
@@ -111,10 +114,10 @@ def train(config, workdir: str) -> dict[str, Any]:
     logging.info("model: %s parameters on mesh %s", f"{n_params:,}", dict(mesh.shape))
 
     # ---- checkpoints ------------------------------------------------------------------------------
-    ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
+    ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.keep_every)
     resume = ckpt.latest_step() or 0
     logger = MetricsLogger(workdir, total_steps, resume, flops_per_token=6.0 * n_params,
-                           peak_flops=tcfg.get("peak_flops"))
+                           peak_flops=tcfg.peak_flops)
     opt_kw = dict(weight_decay=tcfg.weight_decay, grad_clip=tcfg.grad_clip)
     metrics_host: dict[str, float] = {}
 
@@ -126,14 +129,14 @@ def train(config, workdir: str) -> dict[str, Any]:
         graphdef = stage_graphdef(model_cfg, stage)
         graphdef, optimizer, state, state_sh = init_stage_state(graphdef, params, stage, opt_kw, start, mesh)
         if resume > first:
-            state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=dcfg.to_dict(),
-                                 allow_data_change=tcfg.get("allow_data_change", False))
+            state = ckpt.restore(resume, _abstract(state, state_sh), data_iter, data_config=config.data.to_dict(),
+                                 allow_data_change=tcfg.allow_data_change)
             logging.info("resumed from step %d (stage %s)", resume, stage.name)
         step_fn = jax.jit(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum,
                                           seed=tcfg.seed),
                           in_shardings=(state_sh, batch_sharding(mesh)), out_shardings=(state_sh, None),
                           donate_argnums=(0,))
-        stop = last if tcfg.get("stop_at") is None else min(last, tcfg.stop_at)
+        stop = last if tcfg.stop_at is None else min(last, tcfg.stop_at)
         with sharding.use_mesh(mesh):
             for step in range(start, stop):
                 batch = global_batch(next(data_iter), mesh)
@@ -151,7 +154,7 @@ def train(config, workdir: str) -> dict[str, Any]:
                     logger.log(done, {**metrics_host, **extra}, examples=global_bs,
                                tokens=int(metrics_host["tokens"]), sequence_tokens=batch["tokens"].size)
                 if done % tcfg.ckpt_every == 0 or done == stop:
-                    ckpt.save(done, state, data_iter, make_meta(config.to_dict(), dcfg.to_dict(), stage.name))
+                    ckpt.save(done, state, data_iter, make_meta(config.to_dict(), config.data.to_dict(), stage.name))
         params = nnx.split(nnx.merge(graphdef, state.trainable, state.frozen))[1]
         if stop < last:  # a time-sliced run (``train.stop_at``): the next run resumes from here
             ckpt.wait()
@@ -162,7 +165,7 @@ def train(config, workdir: str) -> dict[str, Any]:
     logger.close()
 
     # ---- final evaluation: greedy answers through the evaluation harness (evaluate/harness.py) --------
-    eval_source = build_source(dcfg.eval_source.to_dict()) if dcfg.get("eval_source") else []
+    eval_source = build_source(dcfg.eval_source) if dcfg.eval_source is not None else []
     if not len(eval_source):
         return metrics_host
     bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)
