@@ -18,7 +18,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS), tiny=("steps",))
     tiny = "tiny" in args
     steps = [int(args["steps"])] * 3 if "steps" in args else ([2, 2, 2] if tiny else [2000, 2000, 5000])
     recipe = [

@@ -17,7 +17,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS), tiny=("steps",))
     tiny = "tiny" in args
     steps = [int(args["steps"])] * 2 if "steps" in args else ([2, 2] if tiny else [2200, 5200])
     recipe = [dict(name="pretrain", steps=steps[0], train=["dem/.*", "projector/.*"], lr=1e-3, warmup=0.03),

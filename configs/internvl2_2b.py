@@ -23,7 +23,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS))
     model = blocks.bf16(presets.internvl2_2b())
     data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
                                   template="chatml", tokenizer="/data/internlm2/tokenizer.model",

@@ -38,7 +38,7 @@ STAGES = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("stage", "steps", *blocks.LLAVA_JSON_ARGS))
     name, stage = blocks.pick_stage(args, STAGES, "finetune")
     model = blocks.bf16(presets.llava_next_7b())
     data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,

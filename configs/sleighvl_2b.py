@@ -19,7 +19,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS), tiny=("steps",))
     tiny = "tiny" in args
     recipe = [dict(name="finetune", steps=int(args.get("steps", 2 if tiny else 5000)),
                    train=["projector/.*", "llm/.*", "gswa/.*"], lr=4e-5, warmup=0.03)]

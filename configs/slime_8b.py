@@ -37,7 +37,8 @@ def recipe(steps: list[int], lrs: tuple[float, float], kind: str) -> list[dict]:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", "llm", "recipe", *blocks.LLAVA_JSON_ARGS),
+                             tiny=("steps", "llm", "recipe"))
     tiny = "tiny" in args
     vicuna = args.get("llm") == "vicuna"
     steps = [int(args["steps"])] * 4 if "steps" in args else ([2, 2, 2, 2] if tiny else [2200, 2200, 2200, 5200])

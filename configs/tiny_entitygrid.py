@@ -13,7 +13,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps",))
     steps = int(args.get("steps", 1500))
     canvas, tile = 64, 32  # S = 2 t: the 2x2 cut lines cross the image centre (spec/methods.md §4.3)
 

@@ -5,25 +5,37 @@ defaults filled in, ``None`` ones as typed placeholders), so every key can be ov
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
 from vlm_jax import presets
 from vlm_jax.config_loading import check_config
-from vlm_jax.config_util import config_block, with_placeholders
+from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.run_config import DataConfig, TrainConfig, source_block
 
 
-def parse_args(arg: str | None) -> dict[str, str]:
-    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}``; a bare word ``tiny`` → ``{"tiny": "1"}``."""
+LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
+
+
+def parse_args(arg: str | None, known: Iterable[str], tiny: Iterable[str] | None = None) -> dict[str, str]:
+    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}``; a bare word ``tiny`` → ``{"tiny": "1"}``.
+
+    ``known`` are the arguments the config reads; ``tiny`` (if the config has a tiny variant) those its tiny
+    variant reads. Any other argument raises with the closest known ones.
+    """
     out = {}
     for part in (arg or "").split(","):
         if part:
             key, _, value = part.partition("=")
             out[key] = value or "1"
+    allowed = set(known) if tiny is None or "tiny" not in out else {"tiny", *tiny}
+    unknown = set(out) - allowed
+    if unknown:
+        variant = " of the tiny variant" if tiny is not None and "tiny" in out else ""
+        raise ValueError(unknown_keys_message(f"config argument{variant}", unknown, allowed))
     return out
 
 

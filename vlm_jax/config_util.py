@@ -92,9 +92,19 @@ def _placeholder_type(hint: Any) -> type:
     return base if isinstance(base, type) and issubclass(base, _SCALARS) else ConfigDict
 
 
+def as_tuples(value: Any, mapping: Callable[[dict], Mapping] = dict) -> Any:
+    """Lists as tuples, inside mappings too (rebuilt with ``mapping``, e.g. ``types.MappingProxyType`` for a
+    read-only value). ml_collections overrides tuples (``--config.a="(1, 2)"``), not lists."""
+    if isinstance(value, (list, tuple)):
+        return tuple(as_tuples(v, mapping) for v in value)
+    if isinstance(value, Mapping):
+        return mapping({k: as_tuples(v, mapping) for k, v in value.items()})
+    return value
+
+
 def with_placeholders(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    """``d`` (a block of the dataclass ``cls``) with every ``None`` value, in sub-blocks too, replaced by a typed
-    ``placeholder`` of its field, so that ``--config.<block>.<key>=...`` can set it."""
+    """``d`` (a block of the dataclass ``cls``) in the form whose every key can be set from the command line: each
+    ``None`` value, in sub-blocks too, becomes a typed ``placeholder`` of its field, and lists become tuples."""
     hints = typing.get_type_hints(cls)
     out = {}
     for key, value in d.items():
@@ -104,7 +114,7 @@ def with_placeholders(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
             value = placeholder(_placeholder_type(hint))
         elif isinstance(value, Mapping) and len(sub) == 1:
             value = with_placeholders(sub[0], value)
-        out[key] = value
+        out[key] = as_tuples(value)
     return out
 
 
@@ -128,13 +138,4 @@ def plain(value: Any) -> Any:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
-    return value
-
-
-def frozen(value: Any) -> Any:
-    """Lists as tuples and mappings as read-only views, recursively (values of frozen dataclasses)."""
-    if isinstance(value, Mapping):
-        return types.MappingProxyType({k: frozen(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(frozen(v) for v in value)
     return value

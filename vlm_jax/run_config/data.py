@@ -4,10 +4,11 @@ loaded (``vlm_jax.data.build`` builds the pipeline from it)."""
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
 from typing import Any
 
-from vlm_jax.config_util import check_block, check_fields, frozen, plain, unknown_value_message
+from vlm_jax.config_util import as_tuples, check_block, check_fields, plain, unknown_value_message
 from vlm_jax.data.templates import TEMPLATES
 from vlm_jax.run_config.sources import SourceConfig, source_from_dict
 
@@ -56,6 +57,6 @@ class DataConfig:
         d["source"] = source_from_dict(d["source"], "config.data.source")
         if d.get("eval_source") is not None:
             d["eval_source"] = source_from_dict(d["eval_source"], "config.data.eval_source")
-        d["tiling"] = frozen(d["tiling"])
+        d["tiling"] = as_tuples(d["tiling"], types.MappingProxyType)
         d["seq_buckets"] = tuple(d["seq_buckets"])
         return cls(**d)
