@@ -3,10 +3,10 @@ SliceRestore adapter inside ViT layers 5/11/17, the Self-Mining Sampler (576 →
 global view first, mlp2x_gelu, Vicuna-7B. Three stages as the spec infers: (1) projector + sampler alignment,
 (2) + SliceRestore adapters on high-res data, (3) instruction tuning with the LLM unfrozen.
 
-    vlm-jax train --config=configs/hires_llava_7b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/vicuna/tokenizer.model,init=/ckpt/llava-v1.6-vicuna-7b-hf \
-        --workdir=/ckpt/hires_llava_7b
-    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/hires_llava_7b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
-        --batch_size=8 --seq_len=2048
+    vlm-jax train --workdir=/ckpt/hires_llava_7b \
+        --config=configs/hires_llava_7b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/vicuna/tokenizer.model,init=/ckpt/llava-v1.6-vicuna-7b-hf
+    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/hires_llava_7b.py --topology=v5p:2x2x2 \
+        --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=2048
 
 Tiny variant: ``--config=configs/hires_llava_7b.py:tiny``.
 """

@@ -2,10 +2,10 @@ r"""INF-LLaVA-8B [336+1008] (spec/methods.md §5): dual-perspective cropping (9 
 the 1008 square + the low-res view), DEM (official-code variant), mlp2x_gelu, Llama-3-8B. Two stages (§5.3):
 DEM + projector on captions (LR 1e-3, batch 256), then + LLM on instructions (LR 2e-5, batch 128).
 
-    vlm-jax train --config=configs/inf_llava_8b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf \
-        --workdir=/ckpt/inf_llava_8b
-    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/inf_llava_8b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
-        --batch_size=8 --seq_len=2048
+    vlm-jax train --workdir=/ckpt/inf_llava_8b \
+        --config=configs/inf_llava_8b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf
+    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/inf_llava_8b.py --topology=v5p:2x2x2 \
+        --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=2048
 
 Tiny variant (n = 2: 9 views of 32 px): ``--config=configs/inf_llava_8b.py:tiny``.
 """

@@ -3,8 +3,8 @@ fine-tuned with the InternVL2 2nd-finetune recipe (spec/methods.md §2.1: ViT fr
 LR 4e-5, wd 0.01, warm-up 0.03, cosine, global batch 128, max length 4096, bf16 compute with float32
 master weights, full remat). The base of GSWA / SleighVL (``configs/sleighvl_2b.py``).
 
-    vlm-jax train --config=configs/internvl2_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf \
-        --workdir=/ckpt/internvl2_2b
+    vlm-jax train --workdir=/ckpt/internvl2_2b \
+        --config=configs/internvl2_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf
 
 Check that a step fits before renting the slice (AOT compile from a CPU host; measured: 7.5 GiB of 95 GiB
 per v5p chip, ~1.5 CPU-minutes to compile)::

@@ -14,8 +14,8 @@ master weights, full remat, max length 2048, one epoch (``steps`` = examples / g
 ``data.batch_size`` is per host (default: the global batch on one host). The image is stretched to
 336x336 (a 1x1 ``fixed`` grid) where LLaVA-1.5 pads it to a square first.
 
-    vlm-jax train --config=configs/llava_15_7b.py:stage=finetune,data=/data/llava_v1_5_mix665k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model \
-        --workdir=/ckpt/llava15_sft
+    vlm-jax train --workdir=/ckpt/llava15_sft \
+        --config=configs/llava_15_7b.py:stage=finetune,data=/data/llava_v1_5_mix665k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model
 
 AOT check of the fine-tuning step (the larger one: the LLM trains) from a CPU host; measured: 19.5 GiB of
 95 GiB per v5p chip::

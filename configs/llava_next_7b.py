@@ -13,8 +13,8 @@ One run is one stage (``:stage=...``). AdamW, no weight decay, cosine with 3% wa
 float32 master weights, full remat, max length 4096. ``data.batch_size`` is per host (default: the
 global batch on one host).
 
-    vlm-jax train --config=configs/llava_next_7b.py:stage=finetune,data=/data/next_779k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model \
-        --workdir=/ckpt/llava_next_sft
+    vlm-jax train --workdir=/ckpt/llava_next_sft \
+        --config=configs/llava_next_7b.py:stage=finetune,data=/data/next_779k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model
 
 AOT check of the fine-tuning step (the larger one: every tower trains) from a CPU host; measured:
 20.9 GiB of 95 GiB per v5p chip::

@@ -2,10 +2,10 @@ r"""SleighVL = InternVL2-2B + GSWA (spec/methods.md §3), fine-tuned with Intern
 ViT frozen; projector, LLM and GSWA trained; LR 4e-5, wd 0.01, warm-up 0.03, cosine, bf16). GSWA starts as
 the identity, so the converted InternVL2-2B behaves unchanged at step 0.
 
-    vlm-jax train --config=configs/sleighvl_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf \
-        --workdir=/ckpt/sleighvl_2b
-    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/sleighvl_2b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
-        --batch_size=8 --seq_len=4096
+    vlm-jax train --workdir=/ckpt/sleighvl_2b \
+        --config=configs/sleighvl_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf
+    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/sleighvl_2b.py --topology=v5p:2x2x2 \
+        --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=4096
 
 Tiny variant (CPU, generated EntityGrid-QA, InternVL tiling of 32 px tiles):
 

@@ -4,8 +4,8 @@ recipe (§6.5): I-a MLP on the global view, I-b resampler (MLP frozen), II local
 local tokens, γ = 1), III everything but the ViT (γ = 0.95). ``:recipe=e2e`` trains all at once for comparison.
 ``:llm=vicuna`` gives SliME-7B (also ``configs/slime_7b.py``).
 
-    vlm-jax train --config=configs/slime_8b.py:data=/data/sharegpt4v_mix665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf \
-        --workdir=/ckpt/slime_8b
+    vlm-jax train --workdir=/ckpt/slime_8b \
+        --config=configs/slime_8b.py:data=/data/sharegpt4v_mix665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf
     JAX_PLATFORMS=cpu vlm-jax compile --config=configs/slime_8b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
         --batch_size=8 --seq_len=2048
 

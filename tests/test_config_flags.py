@@ -107,10 +107,9 @@ def test_a_mistyped_key_in_a_config_file_fails_at_load(tmp_path):
         ("config.data.eval_source (kind 'entitygrid')", "c.data.eval_source.sze = 5", "size"),
         ("model config", "c.model.selct_layer = -1", "select_layer"),
     ]:
-        path = tmp_path / "typo.py"
+        path, base = tmp_path / "typo.py", os.path.join(ROOT, "configs", "tiny_entitygrid.py")
         path.write_text(
-            "import importlib.util, os\n"
-            f"spec = importlib.util.spec_from_file_location('base', {os.path.join(ROOT, 'configs', 'tiny_entitygrid.py')!r})\n"
+            f"import importlib.util\nspec = importlib.util.spec_from_file_location('base', {base!r})\n"
             "base = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(base)\n\n"
             f"def get_config(arg=None):\n    c = base.get_config()\n    {line}\n    return c\n")
         with pytest.raises(ConfigError) as err:

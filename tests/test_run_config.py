@@ -23,7 +23,8 @@ DATA = dict(source=dict(kind="llava_json", path="t.json", image_root="img"), til
 
 
 def tiny_entitygrid():
-    spec = importlib.util.spec_from_file_location("tiny_entitygrid", os.path.join(ROOT, "configs", "tiny_entitygrid.py"))
+    path = os.path.join(ROOT, "configs", "tiny_entitygrid.py")
+    spec = importlib.util.spec_from_file_location("tiny_entitygrid", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config("steps=4")

@@ -16,7 +16,6 @@ from vlm_jax.config_util import config_block, unknown_keys_message, with_placeho
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.run_config import DataConfig, TrainConfig, source_block
 
-
 LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from vlm_jax.config_util import check_block, check_fields, config_block, plain, unknown_value_message
 
@@ -75,7 +75,7 @@ class TfdsSourceConfig:
         check_fields(self, "tfds source")
 
 
-SourceConfig = Union[EntityGridSourceConfig, LlavaJsonSourceConfig, ArrayRecordSourceConfig, TfdsSourceConfig]
+SourceConfig = EntityGridSourceConfig | LlavaJsonSourceConfig | ArrayRecordSourceConfig | TfdsSourceConfig
 SOURCE_KINDS: dict[str, type] = {cls.kind: cls for cls in typing.get_args(SourceConfig)}
 _TUPLE_FIELDS = ("n_entities", "paths")
 
