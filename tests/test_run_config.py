@@ -103,7 +103,7 @@ def test_recipe_needs_stages_with_distinct_names():
      "unknown config.data.source (kind 'llava_json') keys ['canvas']"),
     (dict(eval_source=dict(kind="tfds", name="x")), "config.data.eval_source (kind 'tfds') needs the keys ['split']"),
     (dict(source=dict(kind="entitygrid", split="train", size=4, n_entities=(3,))),
-     "entitygrid source.n_entities=(3,): must be a non-empty tuple of 1 and/or 2"),
+     "entitygrid source: n_entities must be 1, 2 or a tuple of them, got (3,)"),
 ])
 def test_data_block_refuses(change, message):
     with pytest.raises(ValueError) as err:
@@ -116,7 +116,7 @@ def test_every_source_kind_parses_and_builds():
     assert set(SOURCE_KINDS) == {"entitygrid", "llava_json", "array_record", "tfds"}
     assert set(build._SOURCES) == set(SOURCE_KINDS.values())
     assert source_from_dict(dict(kind="tfds", name="n", split="s")) == TfdsSourceConfig("n", "s", None)
-    assert source_from_dict(dict(kind="entitygrid", split="test", size=3, n_entities=2)).n_entities == (2,)
+    assert source_from_dict(dict(kind="entitygrid", split="test", size=3, n_entities=[2])).n_entities == (2,)  # JSON
     grid = build.build_source(dict(kind="entitygrid", split="test", size=3, canvas=64))
     assert len(grid) == 3 and grid[0]["id"] == build.build_source(source_from_dict(
         dict(kind="entitygrid", split="test", size=3, canvas=64)))[0]["id"]

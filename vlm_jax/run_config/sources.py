@@ -1,6 +1,6 @@
 """``config.data.source`` / ``config.data.eval_source``: one typed block per source kind, chosen by ``kind``::
 
-    dict(kind="entitygrid", split="train", size=..., seed=0, canvas=448, n_entities=(1, 2))
+    dict(kind="entitygrid", split="train", size=..., seed=0, canvas=448, ...)  # EntityGridQA's arguments
     dict(kind="llava_json", path=".../train.json", image_root=".../images")
     dict(kind="array_record", paths=(...,))
     dict(kind="tfds", name="...", split="train", data_dir=None)
@@ -11,32 +11,36 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from vlm_jax.config_util import check_block, check_fields, config_block, plain, unknown_value_message
-
-_POSITIVE = (lambda v: v > 0, "> 0")
-_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+from vlm_jax.config_util import as_tuples, check_block, check_fields, config_block, plain, unknown_value_message
+from vlm_jax.data.entitygrid import EntityGridQA
 
 
-@dataclasses.dataclass(frozen=True)
-class EntityGridSourceConfig:
-    """Generated EntityGrid-QA (spec/methods.md §4.3, ``vlm_jax.data.entitygrid.EntityGridQA``): ``size``
-    examples of ``split``, ``canvas``-pixel images holding ``n_entities`` entities (a choice per example)."""
+def _entitygrid_source_config() -> type:
+    """The ``entitygrid`` block: one field per argument of the generator ``EntityGridQA`` (spec/methods.md §4.3),
+    with its names, types and defaults, so the block follows the generator. Values are checked by building it
+    (cheap: no example is drawn)."""
+    hints = typing.get_type_hints(EntityGridQA.__init__)
+    fields = [(p.name, hints[p.name]) if p.default is p.empty else (p.name, hints[p.name], p.default)
+              for p in inspect.signature(EntityGridQA).parameters.values()]
 
-    kind: ClassVar[str] = "entitygrid"
-    split: str
-    size: int
-    seed: int = 0
-    canvas: int = 448
-    n_entities: tuple[int, ...] = (1, 2)
+    def check(self) -> None:
+        check_fields(self, "entitygrid source")
+        try:
+            EntityGridQA(**dataclasses.asdict(self))
+        except ValueError as err:
+            raise ValueError(f"entitygrid source: {err}") from None
 
-    def __post_init__(self):
-        check_fields(self, "entitygrid source", size=_NON_NEGATIVE, seed=_NON_NEGATIVE,
-                     canvas=(lambda v: v >= 32, ">= 32"),
-                     n_entities=(lambda v: bool(v) and set(v) <= {1, 2}, "a non-empty tuple of 1 and/or 2"))
+    return dataclasses.make_dataclass("EntityGridSourceConfig", fields, frozen=True, namespace={
+        "kind": "entitygrid", "__post_init__": check, "__module__": __name__,
+        "__doc__": "Generated EntityGrid-QA: the arguments of ``vlm_jax.data.entitygrid.EntityGridQA``."})
+
+
+EntityGridSourceConfig = _entitygrid_source_config()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +81,6 @@ class TfdsSourceConfig:
 
 SourceConfig = EntityGridSourceConfig | LlavaJsonSourceConfig | ArrayRecordSourceConfig | TfdsSourceConfig
 SOURCE_KINDS: dict[str, type] = {cls.kind: cls for cls in typing.get_args(SourceConfig)}
-_TUPLE_FIELDS = ("n_entities", "paths")
 
 
 def source_from_dict(d: Mapping[str, Any], what: str = "config.data.source") -> SourceConfig:
@@ -88,9 +91,9 @@ def source_from_dict(d: Mapping[str, Any], what: str = "config.data.source") -> 
         raise ValueError(unknown_value_message(f"{what}.kind", kind, SOURCE_KINDS))
     cls = SOURCE_KINDS[kind]
     d = check_block(cls, d, f"{what} (kind {kind!r})")
-    for name in _TUPLE_FIELDS:
-        if name in d:
-            d[name] = (d[name],) if isinstance(d[name], (int, str)) else tuple(d[name])
+    d = as_tuples(d)  # lists (a config read back from JSON) as the tuples the fields hold
+    if isinstance(d.get("paths"), str):
+        d["paths"] = (d["paths"],)
     return cls(**d)
 
 
@@ -100,7 +103,3 @@ def source_block(kind: str, what: str = "config.data.source", **values: Any) -> 
         raise ValueError(unknown_value_message(f"{what}.kind", kind, SOURCE_KINDS))
     return {"kind": kind, **config_block(SOURCE_KINDS[kind], f"{what} (kind {kind!r})", **values)}
 
-
-def source_dict(source: SourceConfig) -> dict[str, Any]:
-    """``source`` back as a plain config dict (with its ``kind``)."""
-    return {"kind": source.kind, **dataclasses.asdict(source)}
