@@ -14,7 +14,7 @@ from vlm_jax import presets
 from vlm_jax.config_loading import check_config
 from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
 from vlm_jax.model_config import VLMConfig
-from vlm_jax.run_config import DataConfig, TrainConfig, source_block
+from vlm_jax.run_config import DataConfig, RunConfig, TrainConfig, source_block
 
 LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
 
@@ -48,13 +48,13 @@ def pick_stage(args: Mapping[str, str], stages: Mapping[str, Any], default: str)
 
 
 def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Mapping[str, Any],
-               mesh: Mapping[str, int], init: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """The ``get_config()`` result: the blocks as a ConfigDict (``None`` model keys as typed placeholders),
-    checked like a config loaded by the CLI (typed blocks + ``VLMConfig``)."""
-    blocks = dict(model=with_placeholders(VLMConfig, model), data=data, train=train, mesh=dict(mesh))
-    if init is not None:
-        blocks["init"] = dict(init)
-    config = ml_collections.ConfigDict(blocks)
+                mesh: Mapping[str, int], init: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """The ``get_config()`` result: the blocks as a ConfigDict in which every key can be overridden (``None``
+    values as typed placeholders, lists as tuples), checked like a config loaded by the CLI (typed blocks +
+    ``VLMConfig``)."""
+    blocks = dict(data=data, train=train, mesh=mesh, **({} if init is None else {"init": init}))
+    config = ml_collections.ConfigDict(dict(model=with_placeholders(VLMConfig, model),
+                                            **with_placeholders(RunConfig, blocks)))
     check_config(config)
     return config
 
