@@ -3,10 +3,10 @@ SliceRestore adapter inside ViT layers 5/11/17, the Self-Mining Sampler (576 →
 global view first, mlp2x_gelu, Vicuna-7B. Three stages as the spec infers: (1) projector + sampler alignment,
 (2) + SliceRestore adapters on high-res data, (3) instruction tuning with the LLM unfrozen.
 
-    vlm-jax train --config=configs/hires_llava_7b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/vicuna/tokenizer.model,init=/ckpt/llava-v1.6-vicuna-7b-hf \
-        --workdir=/ckpt/hires_llava_7b
-    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/hires_llava_7b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
-        --batch_size=8 --seq_len=2048
+    vlm-jax train --workdir=/ckpt/hires_llava_7b \
+        --config=configs/hires_llava_7b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/vicuna/tokenizer.model,init=/ckpt/llava-v1.6-vicuna-7b-hf
+    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/hires_llava_7b.py --topology=v5p:2x2x2 \
+        --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=2048
 
 Tiny variant: ``--config=configs/hires_llava_7b.py:tiny``.
 """
@@ -18,7 +18,7 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS), tiny=("steps",))
     tiny = "tiny" in args
     steps = [int(args["steps"])] * 3 if "steps" in args else ([2, 2, 2] if tiny else [2000, 2000, 5000])
     recipe = [
@@ -28,24 +28,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         dict(name="instruct", steps=steps[2], train=["projector/.*", "self_mining/.*", "slice_restore/.*", "llm/.*"],
              lr=2e-5, warmup=0.03),
     ]
-    c = ml_collections.ConfigDict()
     if tiny:
         tile = 32
-        c.model = blocks.tiny_towers(presets.hires_llava_7b(
+        model = blocks.tiny_towers(presets.hires_llava_7b(
             slice_restore=dict(layers=(0,), max_rows=3, max_cols=3, heads=2, down=2),
             self_mining=dict(ratio=2, depth=1, heads=2)), vision_kind="clip", tile=tile)
         pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [3 * tile, tile], [tile, 3 * tile]]
-        c.data = blocks.entitygrid_data(dict(kind="anyres", pinpoints=pinpoints, norm="clip"), canvas=64,
-                                        batch_size=8, seq_buckets=(96, 128), eval_size=16)
-        c.train = blocks.train_block(recipe, log_every=1)
-        c.mesh = dict(data=2, fsdp=2, tensor=2)
+        data = blocks.entitygrid_data(dict(kind="anyres", pinpoints=pinpoints, norm="clip"), canvas=64,
+                                      batch_size=8, seq_buckets=(96, 128), eval_size=16)
+        train = blocks.train_block(recipe, log_every=1)
+        mesh = dict(data=2, fsdp=2, tensor=2)
     else:
-        c.model = blocks.bf16(presets.hires_llava_7b())
-        c.data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
-                                                   norm="clip"), template="vicuna_v1",
-                                        tokenizer="/data/vicuna/tokenizer.model", batch_size=16,
-                                        seq_buckets=(1024, 2048))
-        c.train = blocks.train_block(recipe, max_replicated=0.05)
-        c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))  # HF LLaVA(-NeXT) checkpoint for the towers and projector
-    return c
+        model = blocks.bf16(presets.hires_llava_7b())
+        data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
+                                                 norm="clip"), template="vicuna_v1",
+                                      tokenizer="/data/vicuna/tokenizer.model", batch_size=16,
+                                      seq_buckets=(1024, 2048))
+        train = blocks.train_block(recipe, max_replicated=0.05)
+        mesh = dict(data=1, fsdp=-1, tensor=1)
+    init = dict(hf_dir=args.get("init", ""))  # HF LLaVA(-NeXT) checkpoint for the towers and projector
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh, init=init)

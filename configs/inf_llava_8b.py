@@ -2,10 +2,10 @@ r"""INF-LLaVA-8B [336+1008] (spec/methods.md §5): dual-perspective cropping (9 
 the 1008 square + the low-res view), DEM (official-code variant), mlp2x_gelu, Llama-3-8B. Two stages (§5.3):
 DEM + projector on captions (LR 1e-3, batch 256), then + LLM on instructions (LR 2e-5, batch 128).
 
-    vlm-jax train --config=configs/inf_llava_8b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf \
-        --workdir=/ckpt/inf_llava_8b
-    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/inf_llava_8b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
-        --batch_size=8 --seq_len=2048
+    vlm-jax train --workdir=/ckpt/inf_llava_8b \
+        --config=configs/inf_llava_8b.py:data=/data/llava665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf
+    JAX_PLATFORMS=cpu vlm-jax compile --config=configs/inf_llava_8b.py --topology=v5p:2x2x2 \
+        --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=2048
 
 Tiny variant (n = 2: 9 views of 32 px): ``--config=configs/inf_llava_8b.py:tiny``.
 """
@@ -17,26 +17,25 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS), tiny=("steps",))
     tiny = "tiny" in args
     steps = [int(args["steps"])] * 2 if "steps" in args else ([2, 2] if tiny else [2200, 5200])
     recipe = [dict(name="pretrain", steps=steps[0], train=["dem/.*", "projector/.*"], lr=1e-3, warmup=0.03),
               dict(name="finetune", steps=steps[1], train=["dem/.*", "projector/.*", "llm/.*"], lr=2e-5,
                    warmup=0.03)]
-    c = ml_collections.ConfigDict()
     if tiny:
-        c.model = blocks.tiny_towers(presets.inf_llava_8b(max_views=9, dem=dict(heads=2, ffn_ratio=4)),
-                                     vision_kind="clip")
-        c.data = blocks.entitygrid_data(dict(kind="dual", n=2, norm="clip"), canvas=64, batch_size=8,
-                                        seq_buckets=(96, 128), eval_size=16)
-        c.train = blocks.train_block(recipe, log_every=1)
-        c.mesh = dict(data=2, fsdp=2, tensor=2)
+        model = blocks.tiny_towers(presets.inf_llava_8b(max_views=9, dem=dict(heads=2, ffn_ratio=4)),
+                                   vision_kind="clip")
+        data = blocks.entitygrid_data(dict(kind="dual", n=2, norm="clip"), canvas=64, batch_size=8,
+                                      seq_buckets=(96, 128), eval_size=16)
+        train = blocks.train_block(recipe, log_every=1)
+        mesh = dict(data=2, fsdp=2, tensor=2)
     else:
-        c.model = blocks.bf16(presets.inf_llava_8b())
-        c.data = blocks.llava_json_data(args, dict(kind="dual", tile=336, n=3, norm="clip"), template="llama3",
-                                        tokenizer="/data/llama3/tokenizer.model", batch_size=16,
-                                        seq_buckets=(1024, 2048))
-        c.train = blocks.train_block(recipe, max_replicated=0.05)
-        c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + Llama-3-8B) to start from
-    return c
+        model = blocks.bf16(presets.inf_llava_8b())
+        data = blocks.llava_json_data(args, dict(kind="dual", tile=336, n=3, norm="clip"), template="llama3",
+                                      tokenizer="/data/llama3/tokenizer.model", batch_size=16,
+                                      seq_buckets=(1024, 2048))
+        train = blocks.train_block(recipe, max_replicated=0.05)
+        mesh = dict(data=1, fsdp=-1, tensor=1)
+    init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + Llama-3-8B) to start from
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh, init=init)

@@ -3,8 +3,8 @@ fine-tuned with the InternVL2 2nd-finetune recipe (spec/methods.md §2.1: ViT fr
 LR 4e-5, wd 0.01, warm-up 0.03, cosine, global batch 128, max length 4096, bf16 compute with float32
 master weights, full remat). The base of GSWA / SleighVL (``configs/sleighvl_2b.py``).
 
-    vlm-jax train --config=configs/internvl2_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf \
-        --workdir=/ckpt/internvl2_2b
+    vlm-jax train --workdir=/ckpt/internvl2_2b \
+        --config=configs/internvl2_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf
 
 Check that a step fits before renting the slice (AOT compile from a CPU host; measured: 7.5 GiB of 95 GiB
 per v5p chip, ~1.5 CPU-minutes to compile)::
@@ -23,15 +23,14 @@ from vlm_jax import presets
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
-    c = ml_collections.ConfigDict()
-    c.model = blocks.bf16(presets.internvl2_2b())
-    c.data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
-                                    template="chatml", tokenizer="/data/internlm2/tokenizer.model",
-                                    batch_size=16, seq_buckets=(2048, 4096))
+    args = blocks.parse_args(arg, ("steps", *blocks.LLAVA_JSON_ARGS))
+    model = blocks.bf16(presets.internvl2_2b())
+    data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
+                                  template="chatml", tokenizer="/data/internlm2/tokenizer.model",
+                                  batch_size=16, seq_buckets=(2048, 4096))
     recipe = [dict(name="finetune", steps=int(args.get("steps", 5000)), train=["projector/.*", "llm/.*"],
                    lr=4e-5, warmup=0.03)]
-    c.train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)
-    c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))
-    return c
+    train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)
+    mesh = dict(data=1, fsdp=-1, tensor=1)
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh,
+                              init=dict(hf_dir=args.get("init", "")))

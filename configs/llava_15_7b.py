@@ -14,8 +14,8 @@ master weights, full remat, max length 2048, one epoch (``steps`` = examples / g
 ``data.batch_size`` is per host (default: the global batch on one host). The image is stretched to
 336x336 (a 1x1 ``fixed`` grid) where LLaVA-1.5 pads it to a square first.
 
-    vlm-jax train --config=configs/llava_15_7b.py:stage=finetune,data=/data/llava_v1_5_mix665k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model \
-        --workdir=/ckpt/llava15_sft
+    vlm-jax train --workdir=/ckpt/llava15_sft \
+        --config=configs/llava_15_7b.py:stage=finetune,data=/data/llava_v1_5_mix665k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model
 
 AOT check of the fine-tuning step (the larger one: the LLM trains) from a CPU host; measured: 19.5 GiB of
 95 GiB per v5p chip::
@@ -38,17 +38,16 @@ STAGES = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("stage", "steps", *blocks.LLAVA_JSON_ARGS))
     name, stage = blocks.pick_stage(args, STAGES, "finetune")
-    c = ml_collections.ConfigDict()
-    c.model = blocks.bf16(presets.llava_15_7b())
-    c.data = blocks.llava_json_data(args, dict(kind="fixed", tile=336, rows=1, cols=1, global_view="none",
-                                               norm="clip"),
-                                    template=stage["template"], tokenizer="/data/vicuna/tokenizer.model",
-                                    batch_size=stage["batch_size"], seq_buckets=(1024, 2048))
+    model = blocks.bf16(presets.llava_15_7b())
+    data = blocks.llava_json_data(args, dict(kind="fixed", tile=336, rows=1, cols=1, global_view="none",
+                                             norm="clip"),
+                                  template=stage["template"], tokenizer="/data/vicuna/tokenizer.model",
+                                  batch_size=stage["batch_size"], seq_buckets=(1024, 2048))
     recipe = [dict(name=name, steps=int(args.get("steps", stage["steps"])), train=stage["train"], lr=stage["lr"],
                    warmup=0.03)]
-    c.train = blocks.train_block(recipe, max_replicated=0.05)
-    c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))
-    return c
+    train = blocks.train_block(recipe, max_replicated=0.05)
+    mesh = dict(data=1, fsdp=-1, tensor=1)
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh,
+                              init=dict(hf_dir=args.get("init", "")))

@@ -13,8 +13,8 @@ One run is one stage (``:stage=...``). AdamW, no weight decay, cosine with 3% wa
 float32 master weights, full remat, max length 4096. ``data.batch_size`` is per host (default: the
 global batch on one host).
 
-    vlm-jax train --config=configs/llava_next_7b.py:stage=finetune,data=/data/next_779k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model \
-        --workdir=/ckpt/llava_next_sft
+    vlm-jax train --workdir=/ckpt/llava_next_sft \
+        --config=configs/llava_next_7b.py:stage=finetune,data=/data/next_779k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model
 
 AOT check of the fine-tuning step (the larger one: every tower trains) from a CPU host; measured:
 20.9 GiB of 95 GiB per v5p chip::
@@ -38,17 +38,16 @@ STAGES = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("stage", "steps", *blocks.LLAVA_JSON_ARGS))
     name, stage = blocks.pick_stage(args, STAGES, "finetune")
-    c = ml_collections.ConfigDict()
-    c.model = blocks.bf16(presets.llava_next_7b())
-    c.data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
-                                               norm="clip"),
-                                    template=stage["template"], tokenizer="/data/vicuna/tokenizer.model",
-                                    batch_size=stage["batch_size"], seq_buckets=(2048, 4096))
+    model = blocks.bf16(presets.llava_next_7b())
+    data = blocks.llava_json_data(args, dict(kind="anyres", tile=336, pinpoints=presets.LLAVA_NEXT_PINPOINTS,
+                                             norm="clip"),
+                                  template=stage["template"], tokenizer="/data/vicuna/tokenizer.model",
+                                  batch_size=stage["batch_size"], seq_buckets=(2048, 4096))
     recipe = [dict(name=name, steps=int(args.get("steps", stage["steps"])), train=stage["train"], lr=stage["lr"],
                    warmup=0.03, lr_scale=stage["lr_scale"])]
-    c.train = blocks.train_block(recipe, max_replicated=0.05)
-    c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))
-    return c
+    train = blocks.train_block(recipe, max_replicated=0.05)
+    mesh = dict(data=1, fsdp=-1, tensor=1)
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh,
+                              init=dict(hf_dir=args.get("init", "")))

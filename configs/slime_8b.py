@@ -4,8 +4,8 @@ recipe (§6.5): I-a MLP on the global view, I-b resampler (MLP frozen), II local
 local tokens, γ = 1), III everything but the ViT (γ = 0.95). ``:recipe=e2e`` trains all at once for comparison.
 ``:llm=vicuna`` gives SliME-7B (also ``configs/slime_7b.py``).
 
-    vlm-jax train --config=configs/slime_8b.py:data=/data/sharegpt4v_mix665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf \
-        --workdir=/ckpt/slime_8b
+    vlm-jax train --workdir=/ckpt/slime_8b \
+        --config=configs/slime_8b.py:data=/data/sharegpt4v_mix665k.json,images=/data,tokenizer=/data/llama3/tokenizer.model,init=/ckpt/llava-llama3-8b-hf
     JAX_PLATFORMS=cpu vlm-jax compile --config=configs/slime_8b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
         --batch_size=8 --seq_len=2048
 
@@ -37,28 +37,28 @@ def recipe(steps: list[int], lrs: tuple[float, float], kind: str) -> list[dict]:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = blocks.parse_args(arg)
+    args = blocks.parse_args(arg, ("steps", "llm", "recipe", *blocks.LLAVA_JSON_ARGS),
+                             tiny=("steps", "llm", "recipe"))
     tiny = "tiny" in args
     vicuna = args.get("llm") == "vicuna"
     steps = [int(args["steps"])] * 4 if "steps" in args else ([2, 2, 2, 2] if tiny else [2200, 2200, 2200, 5200])
     lrs = (1e-3, 2e-5) if vicuna else (1e-3, 1e-5)  # paper Table 7
-    c = ml_collections.ConfigDict()
     base = presets.slime_7b() if vicuna else presets.slime_8b()
     if tiny:
-        c.model = blocks.tiny_towers(dict(base, max_views=5, slime=dict(global_grid=4, local_grid=2, num_heads=2)),
-                                     vision_kind="clip")
-        c.data = blocks.entitygrid_data(dict(kind="uhd", max_slices=3, norm="clip"), canvas=64, batch_size=8,
-                                        seq_buckets=(96, 128), eval_size=16)
-        c.train = blocks.train_block(recipe(steps, lrs, args.get("recipe", "alternating")), log_every=1)
-        c.mesh = dict(data=2, fsdp=2, tensor=2)
+        model = blocks.tiny_towers(dict(base, max_views=5, slime=dict(global_grid=4, local_grid=2, num_heads=2)),
+                                   vision_kind="clip")
+        data = blocks.entitygrid_data(dict(kind="uhd", max_slices=3, norm="clip"), canvas=64, batch_size=8,
+                                      seq_buckets=(96, 128), eval_size=16)
+        train = blocks.train_block(recipe(steps, lrs, args.get("recipe", "alternating")), log_every=1)
+        mesh = dict(data=2, fsdp=2, tensor=2)
     else:
-        c.model = blocks.bf16(base)
-        c.data = blocks.llava_json_data(args, dict(kind="uhd", tile=336, max_slices=6, norm="clip"),
-                                        template="vicuna_v1" if vicuna else "llama3",
-                                        tokenizer="/data/vicuna/tokenizer.model" if vicuna
-                                        else "/data/llama3/tokenizer.model", batch_size=16,
-                                        seq_buckets=(1024, 2048))
-        c.train = blocks.train_block(recipe(steps, lrs, args.get("recipe", "alternating")), max_replicated=0.05)
-        c.mesh = dict(data=1, fsdp=-1, tensor=1)
-    c.init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + LLM) to start from
-    return c
+        model = blocks.bf16(base)
+        data = blocks.llava_json_data(args, dict(kind="uhd", tile=336, max_slices=6, norm="clip"),
+                                      template="vicuna_v1" if vicuna else "llama3",
+                                      tokenizer="/data/vicuna/tokenizer.model" if vicuna
+                                      else "/data/llama3/tokenizer.model", batch_size=16,
+                                      seq_buckets=(1024, 2048))
+        train = blocks.train_block(recipe(steps, lrs, args.get("recipe", "alternating")), max_replicated=0.05)
+        mesh = dict(data=1, fsdp=-1, tensor=1)
+    init = dict(hf_dir=args.get("init", ""))  # HF LLaVA checkpoint (CLIP-L/336 + LLM) to start from
+    return blocks.make_config(model=model, data=data, train=train, mesh=mesh, init=init)

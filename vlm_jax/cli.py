@@ -17,10 +17,12 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vlm_jax.config_loading import ConfigError, parse_flags
 from vlm_jax.evaluate.benchmark_registry import benchmark_help
 from vlm_jax.tiling.registry import TILERS
 
@@ -194,9 +196,19 @@ def main(argv: list[str]) -> None:
     COMMANDS[argv[1]]()
 
 
+def parse_flags_or_exit(argv: list[str]) -> list[str]:
+    """``absl.app``'s flag parser with the config checked (:func:`vlm_jax.config_loading.parse_flags`): a bad flag,
+    an override of a key that does not exist, or a refused config ends the program with the message."""
+    try:
+        return parse_flags(argv)
+    except (flags.Error, ConfigError) as err:
+        sys.stderr.write(f"FATAL Flags parsing error: {err}\nPass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

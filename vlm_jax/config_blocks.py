@@ -1,22 +1,40 @@
-"""Building blocks shared by ``configs/*.py``: every block lists all of its keys, so a command-line
-override of a key that does not exist fails (``--config.train.lr_typo=1`` is an error).
+"""Building blocks shared by ``configs/*.py``. Every block lists all of its keys (the typed blocks'
+defaults filled in, ``None`` ones as typed placeholders), so every key can be overridden from the command line
+(``--config.train.stop_at=100``) and a key that does not exist fails (``--config.train.lr_typo=1``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import ml_collections
+
 from vlm_jax import presets
+from vlm_jax.config_loading import check_config
+from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
+from vlm_jax.model_config import VLMConfig
+from vlm_jax.run_config import DataConfig, RunConfig, TrainConfig, source_block
+
+LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
 
 
-def parse_args(arg: str | None) -> dict[str, str]:
-    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}``; a bare word ``tiny`` → ``{"tiny": "1"}``."""
+def parse_args(arg: str | None, known: Iterable[str], tiny: Iterable[str] | None = None) -> dict[str, str]:
+    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}``; a bare word ``tiny`` → ``{"tiny": "1"}``.
+
+    ``known`` are the arguments the config reads; ``tiny`` (if the config has a tiny variant) those its tiny
+    variant reads. Any other argument raises with the closest known ones.
+    """
     out = {}
     for part in (arg or "").split(","):
         if part:
             key, _, value = part.partition("=")
             out[key] = value or "1"
+    allowed = set(known) if tiny is None or "tiny" not in out else {"tiny", *tiny}
+    unknown = set(out) - allowed
+    if unknown:
+        variant = " of the tiny variant" if tiny is not None and "tiny" in out else ""
+        raise ValueError(unknown_keys_message(f"config argument{variant}", unknown, allowed))
     return out
 
 
@@ -29,39 +47,49 @@ def pick_stage(args: Mapping[str, str], stages: Mapping[str, Any], default: str)
     return name, stages[name]
 
 
-def train_block(recipe: Sequence[Mapping[str, Any]], **overrides) -> dict[str, Any]:
-    block = dict(
-        seed=0, recipe=[dict(r) for r in recipe], z_loss=0.0, grad_clip=1.0, weight_decay=0.0, accum=1,
-        log_every=10, ckpt_every=500, keep=2, keep_every=None,
-        max_replicated=None,  # fail at start-up if more than this fraction of parameter bytes is replicated
-        allow_data_change=False,  # resume even if the data config differs from the checkpoint's
-        stop_at=None,  # end this run after step N (time-sliced / preemptible jobs); the next run resumes
-        peak_flops=None,  # per-device peak FLOP/s for the MFU metric
-    )
-    unknown = set(overrides) - set(block)
-    if unknown:
-        raise ValueError(f"unknown train keys {sorted(unknown)}")
-    block.update(overrides)
-    return block
+def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Mapping[str, Any],
+                mesh: Mapping[str, int], init: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """The ``get_config()`` result: the blocks as a ConfigDict in which every key can be overridden (``None``
+    values as typed placeholders, lists as tuples), checked like a config loaded by the CLI (typed blocks +
+    ``VLMConfig``)."""
+    blocks = dict(data=data, train=train, mesh=mesh, **({} if init is None else {"init": init}))
+    config = ml_collections.ConfigDict(dict(model=with_placeholders(VLMConfig, model),
+                                            **with_placeholders(RunConfig, blocks)))
+    check_config(config)
+    return config
+
+
+def train_block(recipe: Sequence[Mapping[str, Any]], **values) -> dict[str, Any]:
+    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults."""
+    return config_block(TrainConfig, "config.train", recipe=[dict(r) for r in recipe], **values)
+
+
+def data_block(**values) -> dict[str, Any]:
+    """``config.data`` (:class:`~vlm_jax.run_config.DataConfig`): ``values`` over the defaults."""
+    return config_block(DataConfig, "config.data", **values)
 
 
 def entitygrid_data(tiling: Mapping[str, Any], *, canvas: int, batch_size: int, seq_buckets: Sequence[int],
                     train_size: int = 200_000, eval_size: int = 3240, template: str = "chatml") -> dict[str, Any]:
-    """Generated EntityGrid-QA v2 (spec §4.3) with the embedded default tokenizer."""
-    return dict(source=dict(kind="entitygrid", version=2, split="train", size=train_size, seed=0, canvas=canvas),
-                eval_source=dict(kind="entitygrid", version=2, split="test", size=eval_size, seed=0, canvas=canvas),
-                tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
-                seq_buckets=tuple(seq_buckets), worker_count=0)
+    """Generated EntityGrid-QA v2 (spec §4.3) with the embedded default tokenizer; the 3,240 test questions are
+    6 full balance periods (1,080 per task, 540 per edge flag)."""
+    source = dict(seed=0, canvas=canvas)
+    return data_block(source=source_block("entitygrid", split="train", size=train_size, **source),
+                      eval_source=source_block("entitygrid", "config.data.eval_source", split="test", size=eval_size,
+                                               **source),
+                      tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
+                      seq_buckets=tuple(seq_buckets), worker_count=0)
 
 
 def llava_json_data(args: Mapping[str, str], tiling: Mapping[str, Any], *, template: str, tokenizer: str,
                     batch_size: int, seq_buckets: Sequence[int]) -> dict[str, Any]:
-    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``)."""
-    return dict(source=dict(kind="llava_json", path=args.get("data", "/data/train.json"),
-                            image_root=args.get("images", "/data/images")),
-                eval_source=None, tiling=dict(tiling), tokenizer=args.get("tokenizer", tokenizer),
-                template=template, batch_size=int(args.get("batch_size", batch_size)),
-                seq_buckets=tuple(seq_buckets), worker_count=8)
+    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``); no eval source
+    (``--config.data.eval_source="{'kind': ..., ...}"`` sets one)."""
+    return data_block(source=source_block("llava_json", path=args.get("data", "/data/train.json"),
+                                          image_root=args.get("images", "/data/images")),
+                      tiling=dict(tiling), tokenizer=args.get("tokenizer", tokenizer), template=template,
+                      batch_size=int(args.get("batch_size", batch_size)), seq_buckets=tuple(seq_buckets),
+                      worker_count=8)
 
 
 def bf16(model: dict[str, Any]) -> dict[str, Any]:

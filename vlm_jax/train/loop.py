@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from vlm_jax import sharding
+from vlm_jax.config_util import plain
 from vlm_jax.data.build import build_tokenizer, build_train_dataset
 from vlm_jax.data.device import global_batch
 from vlm_jax.data.processor import ImageProcessor
@@ -29,7 +30,7 @@ from vlm_jax.model import VLMConfig
 from vlm_jax.state.checkpoint import Checkpointer, make_meta
 from vlm_jax.state.params import abstract_params, init_params, shardings_of
 from vlm_jax.train.logger import MetricsLogger
-from vlm_jax.train.recipe import Stage, recipe_from_config
+from vlm_jax.run_config import RunConfig, Stage
 from vlm_jax.train.stage_state import build_stage_state_from_config
 
 EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamond", "bottom-right", "2"
@@ -44,10 +45,10 @@ def stage_bounds(recipe: list[Stage]) -> list[tuple[int, int]]:
     return list(zip([0] + ends[:-1], ends))
 
 
-def _initial_params(config, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) -> nnx.State:
+def _initial_params(run: RunConfig, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) -> nnx.State:
     """Parameters of a fresh run: random (``train.seed``), then the released weights of ``init.hf_dir`` if set."""
-    params = init_params(model_cfg, mesh, config.train.seed)
-    hf_dir = config.get("init", {}).get("hf_dir", "")
+    params = init_params(model_cfg, mesh, run.train.seed)
+    hf_dir = run.init.hf_dir
     if not hf_dir:
         return params
     model = nnx.merge(graphdef, params)
@@ -58,7 +59,8 @@ def _initial_params(config, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) 
 
 def train(config, workdir: str) -> dict[str, Any]:
     """Train ``config`` in ``workdir``; returns the final evaluation scores (or the last train metrics)."""
-    tcfg, dcfg = config.train, config.data
+    run = RunConfig.from_config(config)  # typed and checked before anything is built
+    tcfg, dcfg = run.train, run.data
     os.makedirs(workdir, exist_ok=True)
 
     # ---- mesh, model config, data ------------------------------------------------------------------
@@ -70,9 +72,9 @@ def train(config, workdir: str) -> dict[str, Any]:
     if tokenizer.image_token_id != model_cfg.image_token_id:
         raise ValueError(f"model image_token_id={model_cfg.image_token_id} but the tokenizer's <image> id is "
                          f"{tokenizer.image_token_id}")
-    processor = ImageProcessor(dcfg.tiling.to_dict(), model_cfg)
-    data_iter = iter(build_train_dataset(dcfg.to_dict(), processor, tokenizer, tcfg.seed))
-    recipe = recipe_from_config(tcfg)
+    processor = ImageProcessor(plain(dcfg.tiling), model_cfg)
+    data_iter = iter(build_train_dataset(dcfg, processor, tokenizer, tcfg.seed))
+    recipe = list(tcfg.recipe)
     bounds = stage_bounds(recipe)
     total_steps = bounds[-1][1]
     global_bs = dcfg.batch_size * jax.process_count()
@@ -81,18 +83,18 @@ def train(config, workdir: str) -> dict[str, Any]:
 
     # ---- model: abstract shapes and shardings -----------------------------------------------------
     graphdef, abstract = abstract_params(model_cfg, mesh)
-    sharding.check_sharded(abstract, shardings_of(abstract), mesh, tcfg.get("max_replicated"))
+    sharding.check_sharded(abstract, shardings_of(abstract), mesh, tcfg.max_replicated)
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract))
     logging.info("model: %s parameters on mesh %s", f"{n_params:,}", dict(mesh.shape))
 
     # ---- checkpoints ------------------------------------------------------------------------------
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.get("keep_every"))
+    ckpt = Checkpointer(ckpt_dir, keep=tcfg.keep, keep_every=tcfg.keep_every)
     resume = ckpt.latest_step() or 0
     logger = MetricsLogger(workdir, total_steps, resume, flops_per_token=6.0 * n_params,
-                           peak_flops=tcfg.get("peak_flops"))
+                           peak_flops=tcfg.peak_flops)
     metrics_host: dict[str, float] = {}
-    params = None if resume else _initial_params(config, model_cfg, graphdef, mesh)
+    params = None if resume else _initial_params(run, model_cfg, graphdef, mesh)
 
     # ---- recipe stages: one parameter tree, a new optimizer state per stage -------------------------
     for stage, (first, last) in zip(recipe, bounds):
@@ -101,15 +103,14 @@ def train(config, workdir: str) -> dict[str, Any]:
         start = max(first, resume)
         stage_state = build_stage_state_from_config(model_cfg, stage, mesh, tcfg)
         if resume > first:  # the checkpoint was written by this stage: its optimizer state continues
-            state = ckpt.restore(resume, stage_state.abstract, data_iter, data_config=dcfg.to_dict(),
-                                 model_config=config.model.to_dict(),
-                                 allow_data_change=tcfg.get("allow_data_change", False))
+            state = ckpt.restore(resume, stage_state.abstract, data_iter, data_config=config.data.to_dict(),
+                                 model_config=config.model.to_dict(), allow_data_change=tcfg.allow_data_change)
             logging.info("resumed from step %d (stage %s)", resume, stage.name)
         else:
             state = stage_state.create(params, start)
         step_fn = stage_state.jit_step()
-        stop = last if tcfg.get("stop_at") is None else min(last, tcfg.stop_at)
-        meta = make_meta(config.to_dict(), dcfg.to_dict(), stage.name, dict(stage.options))
+        stop = last if tcfg.stop_at is None else min(last, tcfg.stop_at)
+        meta = make_meta(config.to_dict(), config.data.to_dict(), stage.name, dict(stage.options))
         with sharding.use_mesh(mesh):
             for step in range(start, stop):
                 batch = global_batch(next(data_iter), mesh)
@@ -138,7 +139,7 @@ def train(config, workdir: str) -> dict[str, Any]:
     logger.close()
 
     # ---- final evaluation: greedy answers through the evaluation harness (evaluate/harness.py) --------
-    records = get_benchmark("entitygrid").load(config=config) if dcfg.get("eval_source") else []
+    records = get_benchmark("entitygrid").load(config=config) if dcfg.eval_source is not None else []
     if not records:
         return metrics_host
     bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)

@@ -1,9 +1,4 @@
-"""Stage recipes as data: which parameters train, at which learning rate, for how many steps.
-
-A recipe is a list of stages (spec/methods.md §5.3 INF-LLaVA, §6.5 SliME alternating, LLaVA two-stage):
-
-    dict(name="align", steps=2000, train=["projector/.*"], lr=1e-3, warmup=0.03,
-         lr_scale={"projector/.*": 1.0}, data="pretrain")
+"""Stage recipes applied to parameters (the stages themselves, typed: :mod:`vlm_jax.run_config.stage`).
 
 ``train`` is a list of regular expressions matched (``re.fullmatch``) against ``/``-joined parameter
 paths such as ``llm/layers/attn/q/kernel``; parameters matching none are frozen: they get no gradient
@@ -13,44 +8,16 @@ match wins). A pattern that matches no parameter is an error (a typo must not si
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 from flax import nnx
 
-from vlm_jax.config_util import check_keys
+from vlm_jax.run_config.stage import Stage, parse_recipe
 
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    name: str
-    steps: int
-    train: tuple[str, ...]
-    lr: float
-    warmup: float = 0.03
-    lr_scale: tuple[tuple[str, float], ...] = ()
-    data: str = "default"
-    options: tuple[tuple[str, Any], ...] = ()  # stage-specific model switches (e.g. SliME γ)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Stage":
-        d = check_keys(cls, d, "stage")
-        d = dict(d)
-        d["train"] = tuple(d.get("train", ()))
-        d["lr_scale"] = tuple(dict(d.get("lr_scale", {})).items())
-        d["options"] = tuple(dict(d.get("options", {})).items())
-        if d["steps"] <= 0:
-            raise ValueError(f"stage {d['name']!r}: steps must be positive")
-        return cls(**d)
-
-
-def parse_recipe(stages: Sequence[Mapping[str, Any]]) -> list[Stage]:
-    if not stages:
-        raise ValueError("a recipe needs at least one stage")
-    return [Stage.from_dict(s) for s in stages]
+__all__ = ["Stage", "lr_labels", "parse_recipe", "path_str", "trainable_filter"]
 
 
 def recipe_from_config(train_cfg) -> list[Stage]:
