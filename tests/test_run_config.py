@@ -36,7 +36,7 @@ def test_typed_blocks_read_the_config_values():
     assert run.train.recipe == (Stage(name="scratch", steps=4, train=(".*",), lr=2e-3, warmup=0.05),)
     assert (run.train.z_loss, run.train.weight_decay, run.train.log_every, run.train.stop_at) == (1e-4, 0.01, 50, None)
     assert run.data.source == EntityGridSourceConfig(split="train", size=200_000, seed=0, canvas=64)
-    assert run.data.eval_source == EntityGridSourceConfig(split="test", size=432, seed=0, canvas=64)
+    assert run.data.eval_source == EntityGridSourceConfig(split="test", size=3240, seed=0, canvas=64)
     assert (run.data.batch_size, run.data.seq_buckets, run.data.template) == (32, (128, 160), "chatml")
     assert dict(run.data.tiling) == dict(kind="internvl", min_tiles=1, max_tiles=4, thumbnail=True, norm="imagenet")
     assert (run.mesh.data, run.mesh.fsdp, run.init.hf_dir) == (-1, 1, "")
