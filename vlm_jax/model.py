@@ -31,7 +31,6 @@ from vlm_jax.hires.merge import anyres_tokens, flat_tokens, scatter_visual
 from vlm_jax.hires.self_mining import SelfMiningSampler
 from vlm_jax.hires.slice_restore import SliceContext, SliceRestoreAdapter
 from vlm_jax.hires.slime.connector import SlimeConnector
-from vlm_jax.lm.config import DTYPES
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.nn.attention import ar_mask
@@ -53,19 +52,23 @@ class VLM(nnx.Module):
     def __init__(self, cfg: VLMConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         dv, d = cfg.vision.hidden, cfg.llm.hidden_size
-        dtype, pdtype = DTYPES[cfg.llm.dtype], DTYPES[cfg.llm.param_dtype]
-        kw = dict(dtype=dtype, param_dtype=pdtype, rngs=rngs)
-        self.vision = ViT(cfg.vision, rngs=rngs)
+
+        def kw(name: str) -> dict:  # every module gets its dtypes from the one precision policy
+            return dict(dtypes=cfg.precision.for_module(name), rngs=rngs)
+
+        self.vision = ViT(cfg.vision, **kw("vision"))
         self.slice_restore = _optional(cfg.slice_restore,
-                                       lambda: SliceRestoreAdapter(cfg.slice_restore, dv, rngs=rngs))
-        self.dem = _optional(cfg.dem, lambda: DualPerspectiveEnhancement(cfg.dem, dv, **kw))
-        self.self_mining = _optional(cfg.self_mining, lambda: SelfMiningSampler(cfg.self_mining, dv, rngs=rngs))
-        self.gswa = _optional(cfg.gswa, lambda: GSWA(cfg.gswa, dv, rngs=rngs))
-        self.slime = _optional(cfg.slime, lambda: SlimeConnector(cfg.slime, dv, d, rngs=rngs))
-        self.projector = _optional(cfg.slime is None, lambda: build_projector(cfg.projector, dv, d, **kw))
+                                       lambda: SliceRestoreAdapter(cfg.slice_restore, dv, **kw("slice_restore")))
+        self.dem = _optional(cfg.dem, lambda: DualPerspectiveEnhancement(cfg.dem, dv, **kw("dem")))
+        self.self_mining = _optional(cfg.self_mining,
+                                     lambda: SelfMiningSampler(cfg.self_mining, dv, **kw("self_mining")))
+        self.gswa = _optional(cfg.gswa, lambda: GSWA(cfg.gswa, dv, **kw("gswa")))
+        self.slime = _optional(cfg.slime, lambda: SlimeConnector(cfg.slime, dv, d, **kw("slime")))
+        self.projector = _optional(cfg.slime is None, lambda: build_projector(cfg.projector, dv, d, **kw("projector")))
+        newline = cfg.precision.for_module("image_newline")
         self.image_newline = _optional(cfg.layout == "anyres", lambda: nnx.Param(
-            jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",)))
-        self.llm = Decoder(cfg.llm, rngs=rngs)
+            jax.random.normal(rngs.params(), (d,), newline.param_dtype) / math.sqrt(d), out_sharding=("norm",)))
+        self.llm = Decoder(cfg.llm, **kw("llm"))
 
     def _vision(self, pixels: jax.Array, tile_mask: jax.Array, grid: jax.Array):
         """ViT over all views at once (SliceRestore hooks inside) → ``feats [B, N, P(+1), Dv]``, ``cls [B, N, Dv]``."""
@@ -118,8 +121,8 @@ class VLM(nnx.Module):
             weights = self.gswa(cls, tile_mask, global_index=0 if cfg.global_view == "first" else -1)
             tokens = apply_tile_weights(tokens, weights)
         if cfg.layout == "anyres":
-            return anyres_tokens(tokens, grid, batch["orig_size"], self.image_newline[...], side,
-                                 cfg.visual_capacity)
+            newline = self.image_newline[...].astype(cfg.precision.for_module("image_newline").compute_dtype)
+            return anyres_tokens(tokens, grid, batch["orig_size"], newline, side, cfg.visual_capacity)
         return flat_tokens(tokens, tile_mask)
 
     def embed_inputs(self, batch: Mapping[str, jax.Array], *, train: bool = False,

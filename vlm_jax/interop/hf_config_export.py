@@ -2,7 +2,7 @@
 
 The inverse of :func:`vlm_jax.interop.hf_vlm.vlm_config_from_hf` (transformers 5 field names, as
 ``save_pretrained`` writes them). Every exported config is read back with the importer and must give
-the same model (runtime fields such as dtype / remat / max_views aside): a model feature the HF
+the same model (runtime fields such as precision / remat / max_views aside): a model feature the HF
 config cannot express (a non-default ``qk_norm_eps``, a CLIP tower without its post-LayerNorm, a
 dynamic RoPE whose base length is not ``max_position_embeddings`` …) is refused with the differing
 fields named, instead of writing a config that transformers would run differently.
@@ -25,8 +25,8 @@ FAMILIES = {"llava": "LlavaForConditionalGeneration", "llava_next": "LlavaNextFo
 HF_ACT_NAMES = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 # the LLaVA-NeXT 1.6 ``image_grid_pinpoints`` for a 336 px tower, (H, W)
 LLAVA_NEXT_PINPOINTS_336 = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
-_VIT_RUNTIME = ("dtype", "param_dtype", "remat", "attention_impl")
-_LM_RUNTIME = ("dtype", "param_dtype", "remat", "attention_impl")
+_VIT_RUNTIME = ("remat", "attention_impl")
+_LM_RUNTIME = ("remat", "attention_impl")
 
 
 class NotExportable(ValueError):
@@ -117,7 +117,7 @@ def _runtime_free(cfg: VLMConfig) -> dict[str, Any]:
         d["vision"].pop(name)
     for name in _LM_RUNTIME:
         d["llm"].pop(name)
-    for name in ("max_views", "global_view"):
+    for name in ("max_views", "global_view", "precision"):
         d.pop(name)
     return d
 

@@ -64,7 +64,7 @@ def lm_config_from_hf(d: Mapping[str, Any], **overrides) -> LMConfig:
     """:class:`LMConfig` from a HF ``config.json`` dict of a ``llama``, ``qwen2`` or ``internlm2`` model.
 
     Features the decoder does not implement (MLP / output biases, sliding windows, non-SiLU MLPs,
-    partial rotary) raise. ``overrides`` set the runtime fields (``dtype``, ``remat``, ...).
+    partial rotary) raise. ``overrides`` set the runtime fields (``remat``, ``attention_impl``, ...).
     """
     model_type = d.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -169,7 +169,7 @@ def load_decoder_from_hf_dir(path: str, **overrides) -> Decoder:
     """A :class:`Decoder` from a ``save_pretrained`` directory (``config.json`` + safetensors).
 
     Parameters are created abstractly and filled from the checkpoint (no random initialisation).
-    ``overrides`` go to :func:`lm_config_from_hf` (e.g. ``dtype="bfloat16"``).
+    ``overrides`` go to :func:`lm_config_from_hf` (e.g. ``remat="full"``).
     """
     with open(os.path.join(path, "config.json")) as f:
         cfg = lm_config_from_hf(json.load(f), **overrides)

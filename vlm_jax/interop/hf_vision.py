@@ -63,7 +63,7 @@ def _square(value, name: str) -> int:
 
 def vit_config_from_hf(hf_config: Mapping[str, Any], kind: str, **overrides) -> ViTConfig:
     """:class:`ViTConfig` from an HF vision config dict (``config.json``; a VLM config's
-    ``vision_config`` is used when present). ``overrides`` set our own fields (dtype, remat, …)."""
+    ``vision_config`` is used when present). ``overrides`` set our own fields (remat, attention_impl, …)."""
     if kind not in KINDS:
         raise ValueError(f"unknown vision tower kind {kind!r}; known: {KINDS}")
     d = dict(hf_config.get("vision_config") or hf_config)

@@ -70,7 +70,7 @@ def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
 
     ``overrides`` replace :class:`VLMConfig` fields other than the checkpoint-defined ``projector`` (e.g.
     ``max_views=7`` for InternVL, whose tile budget is a processor setting: default 13); ``vision=`` /
-    ``llm=`` dicts go to the tower config builders (``llm={"dtype": "bfloat16"}``). Options our model
+    ``llm=`` dicts go to the tower config builders (``llm={"remat": "full"}``). Options our model
     does not implement raise ``ValueError``.
     """
     model_type = hf_config.get("model_type")
