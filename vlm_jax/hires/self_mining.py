@@ -124,7 +124,8 @@ class SelfMiningLayer(nnx.Module):
 
     def __init__(self, cfg: SelfMiningConfig, dim: int, *, dtypes: Dtypes, rngs: nnx.Rngs):
         norm = dict(eps=cfg.norm_eps, dtypes=dtypes)
-        self.q_norm, self.kv_norm, self.mlp_norm = LayerNorm(dim, **norm), LayerNorm(dim, **norm), LayerNorm(dim, **norm)
+        self.q_norm, self.kv_norm = LayerNorm(dim, **norm), LayerNorm(dim, **norm)
+        self.mlp_norm = LayerNorm(dim, **norm)
         spec = AttentionSpec(dim=dim, heads=cfg.heads, axes=VIT_AXES, implementation=cfg.attention_impl)
         self.attn = MultiHeadAttention(spec, dtypes=dtypes, rngs=rngs)
         self.mlp = MLP(dim, cfg.mlp_ratio * dim, act=cfg.act, axes=VIT_AXES, dtypes=dtypes, rngs=rngs)
