@@ -283,7 +283,7 @@ def test_gswa_starts_as_the_identity_on_a_converted_internvl(cases):
     forward = jax.jit(lambda m, b: m(b))
     _check_logits(np.asarray(forward(model, batch)), ref, batch["valid"])
     # the module is live: a trained (here: perturbed) query changes the multi-tile example only
-    query = model.gswa.head.qk.query.kernel
+    query = model.gswa.head.q.kernel
     query[...] = jax.random.normal(jax.random.key(1), query[...].shape)
     moved = np.asarray(forward(model, batch))
     assert np.abs(moved[1][batch["valid"][1]] - ref[1][batch["valid"][1]]).max() > 1e-3
