@@ -54,7 +54,8 @@ def _np(param):
 
 
 def _dense(layer, x):
-    return x @ _np(layer.kernel) + _np(layer.bias)
+    """A projection as a matrix product: kernels ``[in, out]``, ``[D, H, Dh]`` (q/k/v) or ``[H, Dh, D]`` (out)."""
+    return x @ _np(layer.kernel).reshape(x.shape[-1], -1) + _np(layer.bias).reshape(-1)
 
 
 def _layer_norm(norm, x, eps=1e-5):
@@ -65,7 +66,8 @@ def _layer_norm(norm, x, eps=1e-5):
 
 def _ref_attention(att, query, context, heads):
     """Per-head softmax(QKᵀ/√dh)V on one window ``[B, T, D]``, then out proj / residual LN if present."""
-    q, k, v = _dense(att.q, query), _dense(att.k, context), _dense(att.v, context)
+    mha = att.attn
+    q, k, v = _dense(mha.q, query), _dense(mha.k, context), _dense(mha.v, context)
     dh = q.shape[-1] // heads
     outs = []
     for head in range(heads):
@@ -74,8 +76,8 @@ def _ref_attention(att, query, context, heads):
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         outs.append(np.einsum("bts,bsd->btd", probs / probs.sum(-1, keepdims=True), v[..., sl]))
     y = np.concatenate(outs, axis=-1)
-    if att.out is not None:
-        y = _dense(att.out, y)
+    if mha.out is not None:
+        y = _dense(mha.out, y)
     if att.norm is not None:
         y = _layer_norm(att.norm, y + query)
     return y
@@ -154,8 +156,8 @@ def test_batched_dem_equals_per_window_loop(variant, n_rows, n_cols, h, w):
 def test_paper_and_code_variants_have_the_documented_structure():
     code = DualPerspectiveEnhancement(DEMConfig(), 32, rngs=nnx.Rngs(0))
     paper = DualPerspectiveEnhancement(DEMConfig.paper(), 32, rngs=nnx.Rngs(0))
-    assert code.local_attention is None and code.attention.out is not None and code.attention.norm is not None
-    assert paper.local_attention is not None and paper.attention.out is None and paper.attention.norm is None
+    assert code.local_attention is None and code.attention.attn.out is not None and code.attention.norm is not None
+    assert paper.local_attention is not None and paper.attention.attn.out is None and paper.attention.norm is None
     assert paper.fuse_local.kernel.shape == (32, 16) and paper.fuse_norm is None
     assert code.fuse_local.fc1.kernel.shape == (32, 2) and code.fuse_local.fc2.kernel.shape == (2, 16)
 

@@ -136,29 +136,33 @@ def test_attention_head_matches_torch_reference():
     w = np.asarray(_run(model, cls, mask))
     thumb, grid, _ = _expected_roles(mask)
 
-    t = lambda a: torch.tensor(np.asarray(a))  # noqa: E731
     d = cfg.dim
+    t = lambda a: torch.tensor(np.asarray(a))  # noqa: E731
+
+    def linear(kernel):  # ours [D, H, Dh] (q/k/v) or [H, Dh, D] (out) → torch [out, in]
+        return t(kernel).reshape(d, d).T
+
     blk = model.blocks[0]
     layer = torch.nn.TransformerEncoderLayer(d, cfg.heads, cfg.mlp_ratio * d, dropout=0.0, activation="gelu",
                                              layer_norm_eps=cfg.norm_eps, batch_first=True, norm_first=True)
-    qk, head = blk.attn.qk, model.head
+    attn, head = blk.attn, model.head
     with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(torch.cat([t(qk.query.kernel[...]).T, t(qk.key.kernel[...]).T,
-                                                        t(blk.attn.value.kernel[...]).T]))
-        layer.self_attn.in_proj_bias.copy_(torch.cat([t(qk.query.bias[...]), t(qk.key.bias[...]),
-                                                      t(blk.attn.value.bias[...])]))
-        layer.self_attn.out_proj.weight.copy_(t(blk.attn.out.kernel[...]).T)
-        layer.self_attn.out_proj.bias.copy_(t(blk.attn.out.bias[...]))
-        for tl, jl in ((layer.linear1, blk.fc1), (layer.linear2, blk.fc2)):
+        layer.self_attn.in_proj_weight.copy_(torch.cat([linear(attn.q.kernel[...]), linear(attn.k.kernel[...]),
+                                                        linear(attn.v.kernel[...])]))
+        layer.self_attn.in_proj_bias.copy_(torch.cat([t(attn.q.bias[...]).flatten(), t(attn.k.bias[...]).flatten(),
+                                                      t(attn.v.bias[...]).flatten()]))
+        layer.self_attn.out_proj.weight.copy_(linear(attn.out.kernel[...]))
+        layer.self_attn.out_proj.bias.copy_(t(attn.out.bias[...]))
+        for tl, jl in ((layer.linear1, blk.mlp.fc1), (layer.linear2, blk.mlp.fc2)):
             tl.weight.copy_(t(jl.kernel[...]).T)
             tl.bias.copy_(t(jl.bias[...]))
         for tn, jn in ((layer.norm1, blk.norm1), (layer.norm2, blk.norm2)):
             tn.weight.copy_(t(jn.scale[...]))
             tn.bias.copy_(t(jn.bias[...]))
         mha = torch.nn.MultiheadAttention(d, cfg.heads, batch_first=True)
-        mha.in_proj_weight.copy_(torch.cat([t(head.qk.query.kernel[...]).T, t(head.qk.key.kernel[...]).T,
-                                            torch.eye(d)]))
-        mha.in_proj_bias.copy_(torch.cat([t(head.qk.query.bias[...]), t(head.qk.key.bias[...]), torch.zeros(d)]))
+        mha.in_proj_weight.copy_(torch.cat([linear(head.q.kernel[...]), linear(head.k.kernel[...]), torch.eye(d)]))
+        mha.in_proj_bias.copy_(torch.cat([t(head.q.bias[...]).flatten(), t(head.k.bias[...]).flatten(),
+                                          torch.zeros(d)]))
 
         x = t(np.where(np.asarray(mask)[..., None], cls, 0.0)) @ t(model.lift.kernel[...]) + t(model.lift.bias[...])
         x = x + t(model.type_embed[...])[torch.tensor(thumb.astype(np.int64))]
@@ -241,7 +245,7 @@ def test_gradient_reaches_gswa_through_tile_weights(head):
     flat = {"/".join(map(str, k)): np.asarray(v) for k, v in nnx.to_flat_state(grads)}
     assert all(np.all(np.isfinite(g)) for g in flat.values())
     # identity init is still trainable: the zero-initialised layer receives gradient
-    trained = "head/qk/query/kernel" if head == "attention" else "head/fc2/kernel"
+    trained = "head/q/kernel" if head == "attention" else "head/mlp/fc2/kernel"
     assert np.abs(flat[trained]).max() > 1e-4, flat[trained]
     _perturb(model, seed=21)
     flat = {"/".join(map(str, k)): np.asarray(v) for k, v in nnx.to_flat_state(grad_fn(model))}

@@ -9,6 +9,7 @@ from flax import nnx
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.nn.attention import causal_mask
+from vlm_jax.nn.precision import Dtypes
 
 CFG = LMConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64)
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 128, (2, 6)), jnp.int32)
@@ -37,7 +38,7 @@ def test_remat_keeps_loss_and_gradients():
 
 
 def test_bfloat16_compute_with_float32_params_and_logits():
-    decoder = nnx.jit(lambda: Decoder(CFG.replace(dtype="bfloat16"), rngs=nnx.Rngs(0)))()
+    decoder = nnx.jit(lambda: Decoder(CFG, dtypes=Dtypes(params="float32", compute="bfloat16"), rngs=nnx.Rngs(0)))()
     ref = nnx.jit(lambda: Decoder(CFG, rngs=nnx.Rngs(0)))()
     x = decoder.embed(TOKENS)
     hidden, _ = decoder(x, positions=POSITIONS, mask=causal_mask(VALID))

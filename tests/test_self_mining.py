@@ -47,14 +47,14 @@ def _reference(sms, x, ratio, window):
                 win = x[v][np.ix_(rows, cols)].reshape(-1, D)
                 for p in layers:
                     qn, kv = _ln(q, p, "q_norm"), _ln(win, p, "kv_norm")
-                    qh = np.einsum("d,dhk->hk", qn, p["q/kernel"]) + p["q/bias"]
-                    kh = np.einsum("sd,dhk->shk", kv, p["k/kernel"]) + p["k/bias"]
-                    vh = np.einsum("sd,dhk->shk", kv, p["v/kernel"]) + p["v/bias"]
+                    qh = np.einsum("d,dhk->hk", qn, p["attn/q/kernel"]) + p["attn/q/bias"]
+                    kh = np.einsum("sd,dhk->shk", kv, p["attn/k/kernel"]) + p["attn/k/bias"]
+                    vh = np.einsum("sd,dhk->shk", kv, p["attn/v/kernel"]) + p["attn/v/bias"]
                     logits = np.einsum("hk,shk->hs", qh, kh) / math.sqrt(qh.shape[-1])
                     prob = np.exp(logits - logits.max(-1, keepdims=True))
                     prob /= prob.sum(-1, keepdims=True)
                     att = np.einsum("hs,shk->hk", prob, vh)
-                    q = q + np.einsum("hk,hkd->d", att, p["out/kernel"]) + p["out/bias"]
+                    q = q + np.einsum("hk,hkd->d", att, p["attn/out/kernel"]) + p["attn/out/bias"]
                     hid = _ln(q, p, "mlp_norm") @ p["mlp/fc1/kernel"] + p["mlp/fc1/bias"]
                     hid = 0.5 * hid * (1 + _erf(hid / math.sqrt(2)))
                     q = q + hid @ p["mlp/fc2/kernel"] + p["mlp/fc2/bias"]

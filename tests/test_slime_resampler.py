@@ -41,11 +41,11 @@ def torch_reference(module: Resampler, x: np.ndarray, hw, fp16: bool) -> np.ndar
     mha = torch.nn.MultiheadAttention(DIM, HEADS)
     lns = {name: torch.nn.LayerNorm(DIM, eps=1e-6) for name in ("ln_q", "ln_kv", "ln_post")}
     with torch.no_grad():
-        projections = [getattr(module, n) for n in ("q_proj", "k_proj", "v_proj")]
-        mha.in_proj_weight.copy_(torch.cat([t(proj.kernel[...]).T for proj in projections]))
-        mha.in_proj_bias.copy_(torch.cat([t(proj.bias[...]) for proj in projections]))
-        mha.out_proj.weight.copy_(t(module.out_proj.kernel[...]).T)
-        mha.out_proj.bias.copy_(t(module.out_proj.bias[...]))
+        projections = [getattr(module.attn, n) for n in ("q", "k", "v")]  # kernels [D, H, Dh], biases [H, Dh]
+        mha.in_proj_weight.copy_(torch.cat([t(proj.kernel[...]).reshape(DIM, DIM).T for proj in projections]))
+        mha.in_proj_bias.copy_(torch.cat([t(proj.bias[...]).flatten() for proj in projections]))
+        mha.out_proj.weight.copy_(t(module.attn.out.kernel[...]).reshape(DIM, DIM).T)
+        mha.out_proj.bias.copy_(t(module.attn.out.bias[...]))
         for name, ln in lns.items():
             ln.weight.copy_(t(getattr(module, name).scale[...]))
             ln.bias.copy_(t(getattr(module, name).bias[...]))
@@ -88,11 +88,11 @@ def test_init_follows_torch_defaults():
     query = np.asarray(module.query[...])
     assert abs(query.std() - 0.02) < 1e-3
     bound = np.sqrt(6.0 / (4 * 256))  # xavier-uniform on the fused [3E, E] in-projection
-    kernel = np.asarray(module.k_proj.kernel[...])
+    kernel = np.asarray(module.attn.k.kernel[...])
     assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.95 * bound
-    out_kernel = np.asarray(module.out_proj.kernel[...])
+    out_kernel = np.asarray(module.attn.out.kernel[...])
     assert np.abs(out_kernel).max() <= 1 / 16 and np.abs(out_kernel).max() > 0.95 / 16
-    assert not np.asarray(module.q_proj.bias[...]).any() and not np.asarray(module.out_proj.bias[...]).any()
+    assert not np.asarray(module.attn.q.bias[...]).any() and not np.asarray(module.attn.out.bias[...]).any()
 
 
 def test_bad_shapes_fail_loudly():

@@ -13,9 +13,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vlm_jax.interop.hf_vision import empty_vit, vit_config_from_hf
+from vlm_jax.nn.posemb import interpolate_pos_embed, resize_grid
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 from vlm_jax.sharding import make_mesh, state_shardings, use_mesh
 from vlm_jax.vision.config import ViTConfig, clip_l14_336, internvit_300m_448, siglip_so400m_14_384
-from vlm_jax.vision.posemb import interpolate_pos_embed, resize_grid
 from vlm_jax.vision.vit import ViT
 
 TINY = ViTConfig(hidden=32, layers=2, heads=2, mlp=64, patch=4, image_size=32, act="gelu", cls_token=True,
@@ -29,8 +30,8 @@ def _create(cfg: ViTConfig, seed: int = 0):
     return graphdef, abstract, state
 
 
-def _graphdef(cfg: ViTConfig):
-    return nnx.split(nnx.eval_shape(lambda: ViT(cfg, rngs=nnx.Rngs(0))))[0]
+def _graphdef(cfg: ViTConfig, dtypes: Dtypes = FLOAT32):
+    return nnx.split(nnx.eval_shape(lambda: ViT(cfg, dtypes=dtypes, rngs=nnx.Rngs(0))))[0]
 
 
 def test_config_rejects_unknown_and_invalid_values():
@@ -38,6 +39,8 @@ def test_config_rejects_unknown_and_invalid_values():
         ViTConfig.from_dict(dict(hiden=32, layers=2, heads=2, mlp=64, patch=4, image_size=32, act="gelu"))
     with pytest.raises(ValueError, match="qk_nrom"):
         TINY.replace(qk_nrom=True)
+    with pytest.raises(ValueError, match="precision policy"):  # dtypes are not a tower setting
+        TINY.replace(dtype="bfloat16")
     with pytest.raises(ValueError, match="act"):
         TINY.replace(act="swish2")
     with pytest.raises(ValueError, match="divisible"):
@@ -132,7 +135,7 @@ def test_remat_and_bfloat16():
     for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_remat)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
-    bf16_graphdef = _graphdef(TINY.replace(dtype="bfloat16"))
+    bf16_graphdef = _graphdef(TINY, Dtypes(params="float32", compute="bfloat16"))
     f32 = jax.jit(lambda s: nnx.merge(graphdef, s)(px).patches)(state)
     bf16 = jax.jit(lambda s: nnx.merge(bf16_graphdef, s)(px).patches)(state)
     assert bf16.dtype == jnp.bfloat16

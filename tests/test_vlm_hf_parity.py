@@ -237,8 +237,8 @@ def test_config_mapping(cases):
     llava = vlm_config_from_hf(_config(cases["llava"]["path"]))
     assert (llava.layout, llava.max_views, llava.select_layer, llava.keep_cls) == ("flat", 1, -2, False)
     assert (llava.image_token_id, llava.projector.kind, llava.llm.tie_embeddings) == (hb.IMG_TOK, "mlp2x_gelu", False)
-    nxt = vlm_config_from_hf(_config(cases["llava_next"]["path"]), llm={"dtype": "bfloat16"})
-    assert (nxt.layout, nxt.max_views, nxt.llm.dtype) == ("anyres", 5, "bfloat16")  # 2x2 pinpoint: 4 tiles + base
+    nxt = vlm_config_from_hf(_config(cases["llava_next"]["path"]), llm={"remat": "full"})
+    assert (nxt.layout, nxt.max_views, nxt.llm.remat) == ("anyres", 5, "full")  # 2x2 pinpoint: 4 tiles + base
     ivl = vlm_config_from_hf(_config(cases["internvl"]["path"]))
     assert (ivl.layout, ivl.max_views, ivl.select_layer, ivl.projector.kind) == ("flat", 13, -1, "internvl")
     assert ivl.llm.tie_embeddings and ivl.tokens_per_view == 16 and ivl.llm.qkv_bias
@@ -283,7 +283,7 @@ def test_gswa_starts_as_the_identity_on_a_converted_internvl(cases):
     forward = jax.jit(lambda m, b: m(b))
     _check_logits(np.asarray(forward(model, batch)), ref, batch["valid"])
     # the module is live: a trained (here: perturbed) query changes the multi-tile example only
-    query = model.gswa.head.qk.query.kernel
+    query = model.gswa.head.q.kernel
     query[...] = jax.random.normal(jax.random.key(1), query[...].shape)
     moved = np.asarray(forward(model, batch))
     assert np.abs(moved[1][batch["valid"][1]] - ref[1][batch["valid"][1]]).max() > 1e-3

@@ -92,10 +92,15 @@ def llava_json_data(args: Mapping[str, str], tiling: Mapping[str, Any], *, templ
                       worker_count=8)
 
 
+BF16_POLICY = dict(params="float32", compute="bfloat16")
+"""float32 master weights, bfloat16 compute in every module (``vlm_jax.nn.precision``)."""
+
+
 def bf16(model: dict[str, Any]) -> dict[str, Any]:
-    """bfloat16 compute (float32 master weights) and full remat in both towers."""
-    fast = dict(dtype="bfloat16", remat="full")
-    return dict(model, vision=dict(model["vision"], **fast), llm=dict(model["llm"], **fast))
+    """The bf16 precision policy for the whole model (towers, projector, the papers' modules) and full remat
+    in both towers."""
+    return dict(model, precision=dict(BF16_POLICY), vision=dict(model["vision"], remat="full"),
+                llm=dict(model["llm"], remat="full"))
 
 
 def tiny_towers(model: dict[str, Any], *, vision_kind: str, tile: int = 32, patch: int = 8) -> dict[str, Any]:

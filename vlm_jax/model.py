@@ -29,7 +29,6 @@ from flax import nnx
 
 from vlm_jax.hires.merge import anyres_tokens, flat_tokens, scatter_visual
 from vlm_jax.hires.stage_impls import Guide, Maps
-from vlm_jax.lm.config import DTYPES
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.model_config import VLMConfig
 from vlm_jax.nn.attention import ar_mask
@@ -65,17 +64,22 @@ class VLM(nnx.Module):
     def __init__(self, cfg: VLMConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         dv, d = cfg.vision.hidden, cfg.llm.hidden_size
-        dtype, pdtype = DTYPES[cfg.llm.dtype], DTYPES[cfg.llm.param_dtype]
-        kw = dict(dtype=dtype, param_dtype=pdtype, rngs=rngs)
-        self.vision = ViT(cfg.vision, rngs=rngs)
+
+        def kw(name: str) -> dict:  # every module gets its dtypes from the one precision policy
+            return dict(dtypes=cfg.precision.for_module(name), rngs=rngs)
+
+        self.vision = ViT(cfg.vision, **kw("vision"))
         for name, spec in STAGES.items():
             enabled = getattr(cfg, name) is not None
-            setattr(self, name, nnx.data(stage_impl(spec).build(cfg, {"vision": dv, "llm": d}, kw) if enabled else None))
-        self.projector = nnx.data(None if self._at(Site.CONNECTOR) else build_projector(cfg.projector, dv, d, **kw))
+            module = stage_impl(spec).build(cfg, {"vision": dv, "llm": d}, kw(name)) if enabled else None
+            setattr(self, name, nnx.data(module))
+        self.projector = nnx.data(None if self._at(Site.CONNECTOR)
+                                  else build_projector(cfg.projector, dv, d, **kw("projector")))
+        newline = cfg.precision.for_module("image_newline")
         self.image_newline = nnx.data(nnx.Param(
-            jax.random.normal(rngs.params(), (d,), pdtype) / math.sqrt(d), out_sharding=("norm",))
+            jax.random.normal(rngs.params(), (d,), newline.param_dtype) / math.sqrt(d), out_sharding=("norm",))
             if cfg.layout == "anyres" else None)
-        self.llm = Decoder(cfg.llm, rngs=rngs)
+        self.llm = Decoder(cfg.llm, **kw("llm"))
 
     def _at(self, site: Site) -> list[tuple[object, nnx.Module]]:
         """``(implementation, module)`` of the configured stages acting at ``site``."""
@@ -124,8 +128,9 @@ class VLM(nnx.Module):
             maps = impl.tokens(module, cfg, maps, cls, batch, aux)
         if cfg.layout == "anyres":
             (views,) = maps
-            tokens, valid = anyres_tokens(views.x, batch["grid"], batch["orig_size"], self.image_newline[...],
-                                          cfg.patch_side, cfg.visual_capacity)
+            newline = self.image_newline[...].astype(cfg.precision.for_module("image_newline").compute_dtype)
+            tokens, valid = anyres_tokens(views.x, batch["grid"], batch["orig_size"], newline, cfg.patch_side,
+                                          cfg.visual_capacity)
             return EncodedImages(tokens, valid, aux)
         parts = [flat_tokens(m.x, m.mask) for m in maps]
         return EncodedImages(jnp.concatenate([p[0] for p in parts], axis=1),

@@ -21,6 +21,7 @@ from vlm_jax.hires.self_mining import SelfMiningConfig
 from vlm_jax.hires.slice_restore import SliceRestoreConfig
 from vlm_jax.hires.slime.config import SlimeConfig
 from vlm_jax.lm.config import LMConfig
+from vlm_jax.nn.precision import PrecisionPolicy
 from vlm_jax.projectors import ProjectorConfig
 from vlm_jax.vision.config import ViTConfig
 
@@ -44,6 +45,8 @@ class VLMConfig:
         ``first`` (LLaVA-NeXT / UHD / SliME / HiRes-LLaVA), ``none``.
       image_token_id: token id of the image placeholder in ``tokens``.
       slice_restore, dem, self_mining, gswa, slime: optional stages (module docstring).
+      precision: dtypes of every module the VLM builds (``vlm_jax.nn.precision``); overrides are keyed by
+        :attr:`module_names`.
     """
 
     vision: ViTConfig
@@ -60,6 +63,7 @@ class VLMConfig:
     self_mining: SelfMiningConfig | None = None
     gswa: GSWAConfig | None = None
     slime: SlimeConfig | None = None
+    precision: PrecisionPolicy = PrecisionPolicy()
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -71,6 +75,7 @@ class VLMConfig:
         if self.layout == "anyres" and self.max_views < 2:
             raise ValueError("anyres needs max_views >= 2 (base view + at least one tile)")
         stages.validate(self)
+        self.precision.check_modules(self.module_names)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VLMConfig":
@@ -81,6 +86,8 @@ class VLMConfig:
         for name, stage_cls in STAGE_CONFIGS.items():
             if d.get(name) is not None:
                 d[name] = stage_cls.from_dict(dict(d[name]))
+        if isinstance(d.get("precision"), Mapping):
+            d["precision"] = PrecisionPolicy.from_dict(d["precision"])
         return cls(vision=ViTConfig.from_dict(d.pop("vision")), llm=LMConfig.from_dict(d.pop("llm")),
                    projector=ProjectorConfig(**proj), **d)
 
@@ -98,6 +105,13 @@ class VLMConfig:
                 value = dataclasses.replace(sub, **{field: value})
             cfg = dataclasses.replace(cfg, **{head: value})
         return cfg
+
+    @property
+    def module_names(self) -> tuple[str, ...]:
+        """Names of the modules the VLM builds (the keys of ``precision`` overrides)."""
+        built = {"vision": True, "llm": True, "projector": self.slime is None, "image_newline": self.layout == "anyres",
+                 **{name: getattr(self, name) is not None for name in STAGES}}
+        return tuple(name for name, present in built.items() if present)
 
     # --- token geometry --------------------------------------------------------------------------
     @property

@@ -1,6 +1,6 @@
 """Vision→LLM projectors: LLaVA ``mlp2x_gelu`` and InternVL's pixel shuffle + LayerNorm + MLP.
 
-Both map per-tile vision features ``[B, N, P, Dv]`` to LLM-space tokens ``[B, N, P', D]``.
+Both map per-tile vision features ``[B, N, P, Dv]`` to LLM-space tokens ``[B, N, P', D]`` in ``dtypes.compute_dtype``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vlm_jax.nn.layers import Dense, LayerNorm, activation
+from vlm_jax.nn.einsum import Dense
+from vlm_jax.nn.layers import LayerNorm, activation
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +48,8 @@ def pixel_shuffle(x: jax.Array, ratio: float = 0.5) -> jax.Array:
 class MLPProjector(nnx.Module):
     """LLaVA ``mlp2x_gelu``: ``Linear(Dv, D) → GELU → Linear(D, D)``."""
 
-    def __init__(self, in_dim: int, out_dim: int, cfg: ProjectorConfig, *, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, in_dim: int, out_dim: int, cfg: ProjectorConfig, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
+        kw = dict(dtypes=dtypes, rngs=rngs)
         self.linear_1 = Dense(in_dim, out_dim, axes=("adapter_embed", "adapter_mlp"), **kw)
         self.linear_2 = Dense(out_dim, out_dim, axes=("adapter_mlp", "embed"), **kw)
         self.act = activation(cfg.act)
@@ -65,12 +66,11 @@ class MLPProjector(nnx.Module):
 class InternVLProjector(nnx.Module):
     """InternVL ``mlp1``: pixel shuffle → ``LayerNorm(Dv/r²) → Linear → GELU → Linear``."""
 
-    def __init__(self, in_dim: int, out_dim: int, cfg: ProjectorConfig, *, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, in_dim: int, out_dim: int, cfg: ProjectorConfig, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
+        kw = dict(dtypes=dtypes, rngs=rngs)
         self.ratio = cfg.downsample
         wide = int(round(in_dim / cfg.downsample ** 2))
-        self.layer_norm = LayerNorm(wide, eps=cfg.norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.layer_norm = LayerNorm(wide, eps=cfg.norm_eps, dtypes=dtypes)
         self.linear_1 = Dense(wide, out_dim, axes=("adapter_embed", "adapter_mlp"), **kw)
         self.linear_2 = Dense(out_dim, out_dim, axes=("adapter_mlp", "embed"), **kw)
         self.act = activation(cfg.act)
@@ -86,8 +86,10 @@ class InternVLProjector(nnx.Module):
         return int(round(patches * self.ratio ** 2))
 
 
-def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int, **kw) -> nnx.Module:
+def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int, *, dtypes: Dtypes = FLOAT32,
+                    rngs: nnx.Rngs) -> nnx.Module:
+    """The projector of ``cfg.kind`` from ``in_dim`` (ViT width) to ``out_dim`` (LLM width)."""
     kinds = {"mlp2x_gelu": MLPProjector, "internvl": InternVLProjector}
     if cfg.kind not in kinds:
         raise ValueError(f"unknown projector kind {cfg.kind!r}; known: {sorted(kinds)}")
-    return kinds[cfg.kind](in_dim, out_dim, cfg, **kw)
+    return kinds[cfg.kind](in_dim, out_dim, cfg, dtypes=dtypes, rngs=rngs)

@@ -73,7 +73,7 @@ def _decode_loop(model: VLM, batch: Mapping[str, jax.Array], rng: jax.Array, *, 
     embeds, valid = model.embed_inputs(batch)
     b, length = valid.shape
     mask_ar = batch.get("mask_ar", jnp.ones((b, length), jnp.int32))
-    cache = init_cache(llm.cfg, b, length + max_new_tokens)
+    cache = init_cache(llm.cfg, b, length + max_new_tokens, llm.dtypes.compute_dtype)
     hidden, cache = llm(embeds, positions=prompt_positions(valid), mask=cache.extend_mask(mask_ar, valid),
                         cache=cache)
     logits = llm.logits(hidden[:, -1:])[:, 0]

@@ -44,8 +44,13 @@ from vlm_jax.hires.dual_perspective_ops import (
     recombine_views,
     split_windows,
 )
-from vlm_jax.nn.attention import dot_product_attention
-from vlm_jax.nn.layers import Dense, LayerNorm, activation
+from vlm_jax.nn.attention import IMPLEMENTATIONS
+from vlm_jax.nn.axis_names import ADAPTER_AXES
+from vlm_jax.nn.einsum import Dense
+from vlm_jax.nn.layers import LayerNorm, activation
+from vlm_jax.nn.mlp import MLP
+from vlm_jax.nn.multi_head import AttentionSpec, MultiHeadAttention
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 from vlm_jax.sharding import constrain
 
 # (window kind for the global-query direction, window kind for the local-query direction)
@@ -98,6 +103,8 @@ class DEMConfig:
         if self.heads < 1 or self.ffn_ratio < 1:
             raise ValueError(f"DEMConfig.heads and ffn_ratio must be >= 1, got {self.heads}, {self.ffn_ratio}")
         activation(self.act)
+        if self.attention_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"DEMConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DEMConfig":
@@ -117,73 +124,49 @@ class WindowCrossAttention(nnx.Module):
     """Cross-attention inside windows: ``query [Bw, T, D]``, ``context [Bw, S, D]`` → ``[Bw, T, D]``.
 
     Code (``MultiHeadedAttention(h, D)``): ``LN(out(MHA(q(query), k(context), v(context))) + query)``,
-    scale ``1/√(D/h)``; the out projection and the residual LN are optional (paper variant).
+    q/k/v/out ``Linear(D, D)`` with biases, scale ``1/√(D/h)``; the out projection and the residual LN are
+    optional (paper variant).
     """
 
-    def __init__(self, cfg: DEMConfig, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        if dim % cfg.heads:
-            raise ValueError(f"DEM width {dim} is not divisible by heads={cfg.heads}")
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.q = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), **kw)
-        self.k = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), **kw)
-        self.v = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), **kw)
-        self.out = Dense(dim, dim, axes=("adapter_mlp", "adapter_embed"), **kw) if cfg.attention_out_proj else None
-        self.norm = (LayerNorm(dim, eps=cfg.norm_eps, dtype=dtype, param_dtype=param_dtype)
-                     if cfg.attention_residual_norm else None)
-        self.heads = cfg.heads
-        self.implementation = cfg.attention_impl
+    def __init__(self, cfg: DEMConfig, dim: int, *, dtypes: Dtypes, rngs: nnx.Rngs):
+        spec = AttentionSpec(dim=dim, heads=cfg.heads, out_proj=cfg.attention_out_proj, axes=ADAPTER_AXES,
+                             implementation=cfg.attention_impl)
+        self.attn = MultiHeadAttention(spec, dtypes=dtypes, rngs=rngs)
+        self.norm = LayerNorm(dim, eps=cfg.norm_eps, dtypes=dtypes) if cfg.attention_residual_norm else None
 
     def __call__(self, query: jax.Array, context: jax.Array) -> jax.Array:
-        bw, t, d = query.shape
-        s = context.shape[1]
-        dh = d // self.heads
-        q = self.q(query).reshape(bw, t, self.heads, dh)
-        k = self.k(context).reshape(bw, s, self.heads, dh)
-        v = self.v(context).reshape(bw, s, self.heads, dh)
-        y = dot_product_attention(q, k, v, None, implementation=self.implementation).reshape(bw, t, d)
-        if self.out is not None:
-            y = self.out(y)
+        y = self.attn(query, context)
         if self.norm is not None:
             y = self.norm(y + query.astype(y.dtype))
         return y
 
 
-class BottleneckFFN(nnx.Module):
-    """Code fusion branch ``Linear(D, D/r) → act → Linear(D/r, D/2)``: ``[..., D] → [..., D/2]``."""
-
-    def __init__(self, dim: int, ratio: int, act: str, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
-        if dim % ratio or dim % 2:
-            raise ValueError(f"DEM width {dim} must be divisible by ffn_ratio={ratio} and by 2")
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.fc1 = Dense(dim, dim // ratio, axes=("adapter_embed", "adapter_mlp"), **kw)
-        self.fc2 = Dense(dim // ratio, dim // 2, axes=("adapter_mlp", "adapter_embed"), **kw)
-        self.act = activation(act)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class DualPerspectiveEnhancement(nnx.Module):
-    """DEM (see module docstring). ``dim`` = ViT width ``D`` (1024 for CLIP-L/14-336: ≈ 4.40M params)."""
+    """DEM (see module docstring). ``dim`` = ViT width ``D`` (1024 for CLIP-L/14-336: ≈ 4.40M params).
 
-    def __init__(self, cfg: DEMConfig, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        if dim % 2:
-            raise ValueError(f"DEM width {dim} must be even (two D/2 fusion halves)")
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    Runs in ``dtypes.compute_dtype``; the code's fusion FFNs are ``Linear(D, D/r) → act → Linear(D/r, D/2)``.
+    """
+
+    def __init__(self, cfg: DEMConfig, dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
+        if dim % 2 or dim % cfg.ffn_ratio or dim % cfg.heads:
+            raise ValueError(f"DEM width {dim} must be divisible by 2 (two D/2 fusion halves), by "
+                             f"ffn_ratio={cfg.ffn_ratio} and by heads={cfg.heads}")
+        kw = dict(dtypes=dtypes, rngs=rngs)
         self.cfg = cfg
         self.dim = dim
         # code: the one shared module; paper: the global-query direction's module.
         self.attention = WindowCrossAttention(cfg, dim, **kw)
         self.local_attention = None if cfg.shared_attention else WindowCrossAttention(cfg, dim, **kw)
         if cfg.fusion == "ffn":
-            self.fuse_local = BottleneckFFN(dim, cfg.ffn_ratio, cfg.act, **kw)  # code ffn_crop (on L)
-            self.fuse_global = BottleneckFFN(dim, cfg.ffn_ratio, cfg.act, **kw)  # code ffn_stride (on G)
-            self.fuse_norm = LayerNorm(dim, eps=cfg.norm_eps, dtype=dtype, param_dtype=param_dtype)
+            ffn = dict(out_dim=dim // 2, act=cfg.act, axes=ADAPTER_AXES, **kw)
+            self.fuse_local = MLP(dim, dim // cfg.ffn_ratio, **ffn)  # code ffn_crop (on L)
+            self.fuse_global = MLP(dim, dim // cfg.ffn_ratio, **ffn)  # code ffn_stride (on G)
+            self.fuse_norm = LayerNorm(dim, eps=cfg.norm_eps, dtypes=dtypes)
         else:
             self.fuse_local = Dense(dim, dim // 2, axes=("adapter_embed", "adapter_mlp"), **kw)  # W_loc
             self.fuse_global = Dense(dim, dim // 2, axes=("adapter_embed", "adapter_mlp"), **kw)  # W_glo
             self.fuse_norm = None
+        self.dtype = dtypes.compute_dtype
 
     def _enhance(self, attention: WindowCrossAttention, query_map: jax.Array, context_map: jax.Array, kind: str,
                  n_rows: int, n_cols: int, grid_hw: tuple[int, int]) -> jax.Array:
@@ -197,7 +180,7 @@ class DualPerspectiveEnhancement(nnx.Module):
         """Steps 1-4: ``views [B, 2n+1, P, D]`` → fused high-res map ``[B, n_rows·h, n_cols·w, D]``."""
         if views.shape[-1] != self.dim:
             raise ValueError(f"DEM built for width {self.dim}, got views {views.shape}")
-        f_loc, f_glo, _ = recombine_views(views, grid_hw, n_rows, n_cols)
+        f_loc, f_glo, _ = recombine_views(views.astype(self.dtype), grid_hw, n_rows, n_cols)
         f_loc = constrain(f_loc, ("act_batch", None, None, "act_embed"))
         f_glo = constrain(f_glo, ("act_batch", None, None, "act_embed"))
         global_kind, local_kind = WINDOW_PAIRINGS[self.cfg.window_pairing]

@@ -8,11 +8,12 @@ Everything concrete below is [inferred] (spec §3.2):
 
 1. ``e = cls · W_in + b_in`` (``Dv → d_g``), padded views zeroed first (they can never leak).
 2. ``+ type_embed[is_thumbnail]`` (learned, 2 rows). No tile-position embedding (undocumented).
-3. Pre-LN Transformer blocks over the ``N`` view tokens with key masking of padded views
-   (:mod:`vlm_jax.hires.tile_transformer`).
+3. Pre-LN Transformer blocks (:class:`vlm_jax.nn.transformer_block.TransformerBlock`) over the ``N`` view
+   tokens with key masking of padded views; padded views' own rows are computed and ignored.
+   ``x = x + Attn(LN1(x)); x = x + MLP(LN2(x))`` [inferred: standard ViT-style encoder block].
 4. Weights, by ``weight_head``:
 
-   - ``"attention"`` (default): the attention probabilities of the **last block** from the thumbnail
+   - ``"attention"`` (default): the (float32) attention probabilities of the **last block** from the thumbnail
      query to the keys, averaged over heads, renormalised over the valid grid tiles (``α``), and
      ``w_i = N_t · α_i`` (mean 1 over the grid tiles). Only the query/key path of the last block
      influences the weights, so the last block is built as ``LayerNorm + Q + K`` alone: ``layers``
@@ -52,8 +53,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vlm_jax.config_util import check_keys
-from vlm_jax.hires.tile_transformer import QueryKeyProjection, TileBlock, masked_attention_probs
-from vlm_jax.nn.layers import ACTIVATIONS, Dense, LayerNorm, activation
+from vlm_jax.nn.attention import IMPLEMENTATIONS, attention_probs, full_mask
+from vlm_jax.nn.axis_names import ADAPTER_AXES
+from vlm_jax.nn.einsum import Dense
+from vlm_jax.nn.layers import ACTIVATIONS, LayerNorm
+from vlm_jax.nn.mlp import MLP
+from vlm_jax.nn.multi_head import AttentionSpec, head_projection
+from vlm_jax.nn.precision import FLOAT32, Dtypes
+from vlm_jax.nn.transformer_block import TransformerBlock
 
 WEIGHT_HEADS = ("attention", "softmax", "sigmoid")
 
@@ -70,6 +77,8 @@ class GSWAConfig:
       act: MLP activation (``vlm_jax.nn.layers.ACTIVATIONS``).
       norm_eps: LayerNorm epsilon.
       weight_head: ``"attention"`` (thumbnail-query attention), ``"softmax"`` or ``"sigmoid"`` (scalar head).
+      attention_impl: attention implementation of the blocks (``vlm_jax.nn.attention``); default ``"xla"``:
+        the sequence is the ≤ 13 views of one image, where a fused kernel brings nothing.
     """
 
     dim: int = 1024
@@ -79,6 +88,7 @@ class GSWAConfig:
     act: str = "gelu"
     norm_eps: float = 1e-6
     weight_head: str = "attention"
+    attention_impl: str = "xla"
 
     def __post_init__(self):
         for name in ("dim", "layers", "heads", "mlp_ratio"):
@@ -91,12 +101,19 @@ class GSWAConfig:
             raise ValueError(f"GSWAConfig.act={self.act!r} not in {sorted(ACTIVATIONS)}")
         if self.weight_head not in WEIGHT_HEADS:
             raise ValueError(f"GSWAConfig.weight_head={self.weight_head!r} not in {WEIGHT_HEADS}")
+        if self.attention_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"GSWAConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GSWAConfig":
         """Build from a mapping; unknown keys raise."""
         d = check_keys(cls, d, "GSWAConfig")
         return cls(**dict(d))
+
+    @property
+    def attention(self) -> AttentionSpec:
+        """Multi-head self-attention over the view tokens (q/k/v/out ``Linear(d, d)`` with biases)."""
+        return AttentionSpec(dim=self.dim, heads=self.heads, axes=ADAPTER_AXES, implementation=self.attention_impl)
 
 
 class ViewRoles(NamedTuple):
@@ -145,33 +162,38 @@ def mean_one_weights(scores: jax.Array, is_grid: jax.Array) -> jax.Array:
 class ThumbnailAttentionHead(nnx.Module):
     """Weights from the thumbnail query's attention over the views (``weight_head="attention"``).
 
-    ``x [B, N, d]`` → ``LN → Q, K`` → probabilities of the thumbnail row ``[B, H, N]`` over the valid
-    views → head mean → :func:`mean_one_weights` over the grid tiles. Query zero-initialised (identity).
+    ``x [B, N, d]`` → ``LN → Q, K`` → float32 probabilities of the thumbnail row ``[B, H, N]`` over the valid
+    views → head mean → :func:`mean_one_weights` over the grid tiles.
+
+    The query projection is zero-initialised: every logit is then exactly 0 and the attention is uniform
+    over the valid keys (weights exactly 1), while the random keys keep the query gradient non-zero
+    (zeroing both projections would make both gradients vanish).
     """
 
-    def __init__(self, cfg: GSWAConfig, *, rngs: nnx.Rngs):
-        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.qk = QueryKeyProjection(cfg.dim, cfg.heads, zero_query=True, rngs=rngs)
+    def __init__(self, cfg: GSWAConfig, *, dtypes: Dtypes, rngs: nnx.Rngs):
+        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps, dtypes=dtypes)
+        self.q = head_projection(cfg.attention, "q", kernel_init=nnx.initializers.zeros, dtypes=dtypes, rngs=rngs)
+        self.k = head_projection(cfg.attention, "k", dtypes=dtypes, rngs=rngs)
 
     def __call__(self, x: jax.Array, tile_mask: jax.Array, roles: ViewRoles) -> jax.Array:
-        q, k = self.qk(self.norm(x))
-        q_thumb = jnp.take_along_axis(q, roles.global_pos[:, None, None, None], axis=1)  # [B, 1, H, Dh]
-        probs = masked_attention_probs(q_thumb, k, tile_mask)[:, :, 0, :]  # [B, H, N]
+        x = self.norm(x)
+        q_thumb = jnp.take_along_axis(self.q(x), roles.global_pos[:, None, None, None], axis=1)  # [B, 1, H, Dh]
+        probs = attention_probs(q_thumb, self.k(x), full_mask(tile_mask, num_queries=1))[:, :, 0, :]  # [B, H, N]
         return mean_one_weights(probs.mean(axis=1), roles.is_grid)
 
 
 class ScalarWeightHead(nnx.Module):
-    """``s_i = Linear(act(Linear(LN(z_i))))`` → ``N_t·softmax(s)`` or ``2·sigmoid(s)`` (last layer zero-init)."""
+    """``s_i = Linear(act(Linear(LN(z_i))))`` → ``N_t·softmax(s)`` or ``2·sigmoid(s)`` (last layer zero-init),
+    normalised in float32."""
 
-    def __init__(self, cfg: GSWAConfig, *, rngs: nnx.Rngs):
-        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
-        self.fc1 = Dense(cfg.dim, cfg.dim, axes=("adapter_embed", "adapter_mlp"), rngs=rngs)
-        self.fc2 = Dense(cfg.dim, 1, axes=("adapter_mlp", None), kernel_init=nnx.initializers.zeros, rngs=rngs)
-        self.act = activation(cfg.act)
+    def __init__(self, cfg: GSWAConfig, *, dtypes: Dtypes, rngs: nnx.Rngs):
+        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps, dtypes=dtypes)
+        self.mlp = MLP(cfg.dim, cfg.dim, out_dim=1, act=cfg.act, axes=ADAPTER_AXES,
+                       out_kernel_init=nnx.initializers.zeros, dtypes=dtypes, rngs=rngs)
         self.normalisation = cfg.weight_head
 
     def __call__(self, x: jax.Array, tile_mask: jax.Array, roles: ViewRoles) -> jax.Array:
-        s = self.fc2(self.act(self.fc1(self.norm(x))))[..., 0]  # [B, N]
+        s = self.mlp(self.norm(x))[..., 0].astype(jnp.float32)  # [B, N]
         if self.normalisation == "sigmoid":
             return 2.0 * jax.nn.sigmoid(s)
         top = jax.lax.stop_gradient(jnp.max(jnp.where(roles.is_grid, s, -jnp.inf), axis=1, keepdims=True))
@@ -181,20 +203,22 @@ class ScalarWeightHead(nnx.Module):
 class GSWA(nnx.Module):
     """Global Semantic-guided Weight Allocator: view CLS tokens → per-view weights (module docstring)."""
 
-    def __init__(self, cfg: GSWAConfig, vit_dim: int, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: GSWAConfig, vit_dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
         self.vit_dim = vit_dim
-        self.lift = Dense(vit_dim, cfg.dim, axes=("vit_embed", "adapter_embed"), rngs=rngs)
-        self.type_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (2, cfg.dim), jnp.float32),
+        self.dtype = dtypes.compute_dtype
+        self.lift = Dense(vit_dim, cfg.dim, axes=("vit_embed", "adapter_embed"), dtypes=dtypes, rngs=rngs)
+        self.type_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (2, cfg.dim), dtypes.param_dtype),
                                     out_sharding=(None, "adapter_embed"))
         attention_head = cfg.weight_head == "attention"
         self.blocks = nnx.List([
-            TileBlock(cfg.dim, cfg.heads, cfg.mlp_ratio * cfg.dim, act=cfg.act, norm_eps=cfg.norm_eps, rngs=rngs)
+            TransformerBlock(cfg.attention, cfg.mlp_ratio * cfg.dim, act=cfg.act, norm_eps=cfg.norm_eps,
+                             dtypes=dtypes, rngs=rngs)
             for _ in range(cfg.layers - int(attention_head))])
-        self.head = (ThumbnailAttentionHead if attention_head else ScalarWeightHead)(cfg, rngs=rngs)
+        self.head = (ThumbnailAttentionHead if attention_head else ScalarWeightHead)(cfg, dtypes=dtypes, rngs=rngs)
 
     def __call__(self, cls: jax.Array, tile_mask: jax.Array, *, global_index: int = -1) -> jax.Array:
-        """Per-view weights ``float32 [B, N]`` from ``cls [B, N, Dv]`` and ``tile_mask bool [B, N]``.
+        """Per-view weights ``[B, N]`` (compute dtype) from ``cls [B, N, Dv]`` and ``tile_mask bool [B, N]``.
 
         ``global_index``: thumbnail position among the *valid* views (``-1`` InternVL, ``0`` LLaVA-NeXT).
         Thumbnail → 1, padded → 0, single-view example → 1, grid tiles → learned (≥ 0).
@@ -204,13 +228,15 @@ class GSWA(nnx.Module):
         if tile_mask.shape != cls.shape[:2] or tile_mask.dtype != jnp.bool_:
             raise ValueError(f"GSWA: tile_mask must be bool {cls.shape[:2]}, got {tile_mask.dtype} {tile_mask.shape}")
         roles = view_roles(tile_mask, global_index)
-        x = jnp.where(tile_mask[..., None], cls.astype(jnp.float32), 0.0)
-        x = self.lift(x) + jnp.take(self.type_embed[...], roles.is_global.astype(jnp.int32), axis=0)
+        x = jnp.where(tile_mask[..., None], cls.astype(self.dtype), jnp.zeros((), self.dtype))
+        type_embed = jnp.take(self.type_embed[...], roles.is_global.astype(jnp.int32), axis=0)
+        x = self.lift(x) + type_embed.astype(self.dtype)
+        mask = full_mask(tile_mask)
         for block in self.blocks:
-            x = block(x, tile_mask)
+            x = block(x, mask)
         learned = self.head(x, tile_mask, roles)
         fixed_one = roles.is_global | (tile_mask & roles.single_view[:, None])
-        return jnp.where(fixed_one, 1.0, jnp.where(roles.is_grid, learned, 0.0)).astype(jnp.float32)
+        return jnp.where(fixed_one, 1.0, jnp.where(roles.is_grid, learned, 0.0)).astype(self.dtype)
 
 
 def apply_tile_weights(tokens: jax.Array, weights: jax.Array) -> jax.Array:

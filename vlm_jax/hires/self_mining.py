@@ -31,11 +31,13 @@ import numpy as np
 from flax import nnx
 
 from vlm_jax.config_util import check_keys
-from vlm_jax.hires.adapter_blocks import block_config
 from vlm_jax.hires.dual_perspective_ops import average_pool
-from vlm_jax.nn.attention import AttentionMask, dot_product_attention
-from vlm_jax.vision.blocks import MLP, HeadsMerge, HeadsProjection, make_norm
-from vlm_jax.vision.config import ViTConfig
+from vlm_jax.nn.attention import IMPLEMENTATIONS, full_mask
+from vlm_jax.nn.axis_names import VIT_AXES
+from vlm_jax.nn.layers import ACTIVATIONS, LayerNorm
+from vlm_jax.nn.mlp import MLP
+from vlm_jax.nn.multi_head import AttentionSpec, MultiHeadAttention
+from vlm_jax.nn.precision import FLOAT32, Dtypes, refuse_dtype_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +49,8 @@ class SelfMiningConfig:
       window: key neighbourhood side ``k >= r`` with ``k - r`` even; None means ``k = r``.
       depth: number of cross-attention + MLP layers.
       heads, mlp_ratio, act: attention heads (divide the width) and MLP width / activation.
-      norm_eps, dtype, param_dtype, attention_impl: as in ``ViTConfig`` (one query per window: "xla").
+      norm_eps: LayerNorm epsilon.
+      attention_impl: ``vlm_jax.nn.attention.dot_product_attention`` implementation (one query per window: "xla").
     """
 
     ratio: int = 2
@@ -57,8 +60,6 @@ class SelfMiningConfig:
     mlp_ratio: int = 4
     act: str = "gelu"
     norm_eps: float = 1e-5
-    dtype: str = "float32"
-    param_dtype: str = "float32"
     attention_impl: str = "xla"
 
     def __post_init__(self):
@@ -69,6 +70,10 @@ class SelfMiningConfig:
         if not isinstance(k, int) or k < self.ratio or (k - self.ratio) % 2:
             raise ValueError(f"SelfMiningConfig.window must be an int >= ratio={self.ratio} with an even "
                              f"difference, got {self.window!r}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"SelfMiningConfig.act={self.act!r} not in {sorted(ACTIVATIONS)}")
+        if self.attention_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"SelfMiningConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @property
     def window_size(self) -> int:
@@ -77,6 +82,7 @@ class SelfMiningConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SelfMiningConfig":
         """Build from a mapping; unknown keys raise."""
+        refuse_dtype_keys(d, "SelfMiningConfig")
         d = check_keys(cls, d, "SelfMiningConfig")
         return cls(**dict(d))
 
@@ -116,16 +122,13 @@ def window_tokens(x: jax.Array, ratio: int, window: int) -> jax.Array:
 class SelfMiningLayer(nnx.Module):
     """One windowed cross-attention + MLP layer: ``Q [M, h/r, w/r, D], X [M, h, w, D] → Q'``."""
 
-    def __init__(self, bcfg: ViTConfig, *, rngs: nnx.Rngs):
-        self.q_norm = make_norm(bcfg, "layer")
-        self.kv_norm = make_norm(bcfg, "layer")
-        self.q = HeadsProjection(bcfg, use_bias=True, rngs=rngs)
-        self.k = HeadsProjection(bcfg, use_bias=True, rngs=rngs)
-        self.v = HeadsProjection(bcfg, use_bias=True, rngs=rngs)
-        self.out = HeadsMerge(bcfg, rngs=rngs)
-        self.mlp_norm = make_norm(bcfg, "layer")
-        self.mlp = MLP(bcfg, rngs=rngs)
-        self.heads, self.head_dim, self.implementation = bcfg.heads, bcfg.head_dim, bcfg.attention_impl
+    def __init__(self, cfg: SelfMiningConfig, dim: int, *, dtypes: Dtypes, rngs: nnx.Rngs):
+        norm = dict(eps=cfg.norm_eps, dtypes=dtypes)
+        self.q_norm, self.kv_norm = LayerNorm(dim, **norm), LayerNorm(dim, **norm)
+        self.mlp_norm = LayerNorm(dim, **norm)
+        spec = AttentionSpec(dim=dim, heads=cfg.heads, axes=VIT_AXES, implementation=cfg.attention_impl)
+        self.attn = MultiHeadAttention(spec, dtypes=dtypes, rngs=rngs)
+        self.mlp = MLP(dim, cfg.mlp_ratio * dim, act=cfg.act, axes=VIT_AXES, dtypes=dtypes, rngs=rngs)
 
     def __call__(self, q: jax.Array, x: jax.Array, ratio: int, window: int) -> jax.Array:
         m, nh, nw, d = q.shape
@@ -133,28 +136,27 @@ class SelfMiningLayer(nnx.Module):
         nq, kk = nh * nw, window * window
         xn = self.kv_norm(x).reshape(m, h * w, d)
 
-        def windowed(proj: HeadsProjection) -> jax.Array:
-            y = proj(xn).reshape(m, h, w, self.heads * self.head_dim)
-            return window_tokens(y, ratio, window).reshape(m * nq, kk, self.heads, self.head_dim)
+        def windowed(heads: jax.Array) -> jax.Array:  # [M, h·w, K, Dh] → [M·nq, k·k, K, Dh]
+            y = window_tokens(heads.reshape(m, h, w, -1), ratio, window)
+            return y.reshape(m * nq, kk, *heads.shape[2:])
 
-        queries = self.q(self.q_norm(q).reshape(m * nq, 1, d))
+        queries = self.attn.queries(self.q_norm(q).reshape(m * nq, 1, d))
         valid = jnp.broadcast_to(jnp.asarray(window_valid(h, w, ratio, window)).reshape(1, nq, kk), (m, nq, kk))
-        mask = AttentionMask(jnp.zeros((m * nq, 1), jnp.int32), jnp.zeros((m * nq, kk), jnp.int32),
-                             valid.reshape(m * nq, kk), causal=False)
-        att = dot_product_attention(queries, windowed(self.k), windowed(self.v), mask,
-                                    implementation=self.implementation)
-        q = q + self.out(att).reshape(m, nh, nw, d)
+        mask = full_mask(valid.reshape(m * nq, kk), num_queries=1)
+        att = self.attn.attend(queries, windowed(self.attn.keys(xn)), windowed(self.attn.values(xn)), mask)
+        q = q + att.reshape(m, nh, nw, d)
         return q + self.mlp(self.mlp_norm(q))
 
 
 class SelfMiningSampler(nnx.Module):
-    """``sms(x [..., h·w, D], (h, w)) → [..., (h/r)·(w/r), D]`` (raster order of the pooled grid)."""
+    """``sms(x [..., h·w, D], (h, w)) → [..., (h/r)·(w/r), D]`` (raster order of the pooled grid, compute dtype)."""
 
-    def __init__(self, cfg: SelfMiningConfig, dim: int, *, rngs: nnx.Rngs):
-        bcfg = block_config(dim, heads=cfg.heads, mlp=cfg.mlp_ratio * dim, act=cfg.act, norm_eps=cfg.norm_eps,
-                            dtype=cfg.dtype, param_dtype=cfg.param_dtype, attention_impl=cfg.attention_impl)
-        self.layers = nnx.List([SelfMiningLayer(bcfg, rngs=rngs) for _ in range(cfg.depth)])
+    def __init__(self, cfg: SelfMiningConfig, dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
+        if dim % cfg.heads:
+            raise ValueError(f"Self-Mining width {dim} is not divisible by heads={cfg.heads}")
+        self.layers = nnx.List([SelfMiningLayer(cfg, dim, dtypes=dtypes, rngs=rngs) for _ in range(cfg.depth)])
         self.ratio, self.window = cfg.ratio, cfg.window_size
+        self.dtype = dtypes.compute_dtype
 
     def tokens_per_slice(self, h: int, w: int) -> int:
         """Output tokens of one ``h × w`` view: ``(h/r)·(w/r)``."""
@@ -168,7 +170,7 @@ class SelfMiningSampler(nnx.Module):
         if p != h * w:
             raise ValueError(f"SelfMiningSampler: {p} tokens per view do not form the {h}x{w} grid")
         n_out = self.tokens_per_slice(h, w)
-        x = x.reshape(math.prod(lead), h, w, d)
+        x = x.reshape(math.prod(lead), h, w, d).astype(self.dtype)
         q = average_pool(x, (h // self.ratio, w // self.ratio))
         for layer in self.layers:
             q = layer(q, x, self.ratio, self.window)

@@ -42,11 +42,13 @@ import numpy as np
 from flax import nnx
 
 from vlm_jax.config_util import check_keys
-from vlm_jax.hires.adapter_blocks import block_config
 from vlm_jax.hires.dual_perspective_ops import average_pool, bilinear_resize
 from vlm_jax.hires.slice_grid import canvas_mask, merge_slices, split_slices
-from vlm_jax.nn.attention import full_mask
-from vlm_jax.vision.blocks import Attention, make_norm
+from vlm_jax.nn.attention import IMPLEMENTATIONS, full_mask
+from vlm_jax.nn.axis_names import VIT_AXES
+from vlm_jax.nn.layers import LayerNorm
+from vlm_jax.nn.multi_head import AttentionSpec, MultiHeadAttention
+from vlm_jax.nn.precision import FLOAT32, Dtypes, refuse_dtype_keys
 
 DOWN_MODES = ("conv", "avg")
 UP_MODES = ("nearest", "bilinear")
@@ -65,7 +67,8 @@ class SliceRestoreConfig:
       down, down_mode: global-branch down-sampling factor ``s`` and operator ("conv" | "avg").
       up_mode: "nearest" | "bilinear" (torch ``align_corners=False`` weights).
       global_pos: add a 2-D sine-cosine position code before the global attention (width % 4 == 0).
-      norm_eps, dtype, param_dtype, attention_impl: as in ``ViTConfig``.
+      norm_eps: LayerNorm epsilon of the global branch.
+      attention_impl: ``vlm_jax.nn.attention.dot_product_attention`` implementation of the global branch.
     """
 
     layers: tuple[int, ...]
@@ -79,8 +82,6 @@ class SliceRestoreConfig:
     up_mode: str = "bilinear"
     global_pos: bool = True
     norm_eps: float = 1e-5
-    dtype: str = "float32"
-    param_dtype: str = "float32"
     attention_impl: str = "auto"
 
     def __post_init__(self):
@@ -99,10 +100,13 @@ class SliceRestoreConfig:
             raise ValueError(f"SliceRestoreConfig.down_mode={self.down_mode!r} not in {DOWN_MODES}")
         if self.up_mode not in UP_MODES:
             raise ValueError(f"SliceRestoreConfig.up_mode={self.up_mode!r} not in {UP_MODES}")
+        if self.attention_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"SliceRestoreConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SliceRestoreConfig":
         """Build from a mapping; unknown keys raise."""
+        refuse_dtype_keys(d, "SliceRestoreConfig")
         d = check_keys(cls, d, "SliceRestoreConfig")
         return cls(**dict(d))
 
@@ -178,16 +182,14 @@ def sincos_2d(rows: int, cols: int, dim: int) -> np.ndarray:
 class SliceRestoreBlock(nnx.Module):
     """One layer's fusion on the whole-image canvas: ``F [B, H, W, D], mask [B, H, W] → γ ⊙ (L + G)``.
 
-    The result is the update to add to ``F`` (zero where ``mask`` is False); values of ``F`` outside
-    ``mask`` are ignored.
+    The result is the update to add to ``F`` (zero where ``mask`` is False), in the compute dtype; values of
+    ``F`` outside ``mask`` are ignored.
     """
 
-    def __init__(self, cfg: SliceRestoreConfig, dim: int, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: SliceRestoreConfig, dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         if cfg.global_pos and dim % 4:
             raise ValueError(f"global_pos needs a width divisible by 4, got {dim}")
-        bcfg = block_config(dim, heads=cfg.heads, mlp=dim, act="gelu", norm_eps=cfg.norm_eps, dtype=cfg.dtype,
-                            param_dtype=cfg.param_dtype, attention_impl=cfg.attention_impl)
-        pdt = jnp.dtype(cfg.param_dtype)
+        pdt = dtypes.param_dtype
         dw_init = nnx.initializers.lecun_normal(in_axis=(0, 1), out_axis=2)
         k, s = cfg.local_kernel, cfg.down
         self.local_kernel = nnx.Param(dw_init(rngs.params(), (k, k, dim), pdt), out_sharding=(None, None, "vit_embed"))
@@ -198,8 +200,10 @@ class SliceRestoreBlock(nnx.Module):
             self.down_bias = nnx.Param(jnp.zeros((dim,), pdt), out_sharding=("vit_embed",))
         else:
             self.down_kernel = self.down_bias = None
-        self.norm = make_norm(bcfg, "layer")
-        self.attn = Attention(bcfg, rngs=rngs)
+        self.norm = LayerNorm(dim, eps=cfg.norm_eps, dtypes=dtypes)
+        self.attn = MultiHeadAttention(AttentionSpec(dim=dim, heads=cfg.heads, axes=VIT_AXES,
+                                                     implementation=cfg.attention_impl), dtypes=dtypes, rngs=rngs)
+        self.dtype = dtypes.compute_dtype
         self.gamma = nnx.Param(jnp.zeros((dim,), pdt), out_sharding=("norm",))
         self.local_stride, self.down, self.up_mode, self.global_pos = cfg.local_stride, s, cfg.up_mode, cfg.global_pos
 
@@ -230,7 +234,7 @@ class SliceRestoreBlock(nnx.Module):
 
     def __call__(self, f: jax.Array, mask: jax.Array) -> jax.Array:
         keep = mask[..., None]
-        f = jnp.where(keep, f, jnp.zeros((), f.dtype))
+        f = jnp.where(keep, f.astype(self.dtype), jnp.zeros((), self.dtype))
         fused = self.local_fusion(f, mask) + self.global_fusion(f, mask)
         return jnp.where(keep, self.gamma[...].astype(fused.dtype) * fused, jnp.zeros((), fused.dtype))
 
@@ -238,9 +242,9 @@ class SliceRestoreBlock(nnx.Module):
 class SliceRestoreAdapter(nnx.Module):
     """One :class:`SliceRestoreBlock` per ViT layer in ``cfg.layers``, applied through ViT hooks."""
 
-    def __init__(self, cfg: SliceRestoreConfig, dim: int, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: SliceRestoreConfig, dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.blocks = nnx.List([SliceRestoreBlock(cfg, dim, rngs=rngs) for _ in cfg.layers])
+        self.blocks = nnx.List([SliceRestoreBlock(cfg, dim, dtypes=dtypes, rngs=rngs) for _ in cfg.layers])
 
     def restore(self, x: jax.Array, *, ctx: SliceContext, index: int) -> jax.Array:
         """Block ``index`` on the full ViT sequence ``x [B·N, (1+) h·w, D]`` → same shape."""

@@ -57,7 +57,7 @@ class Guide:
 class SliceRestoreStage:
     @staticmethod
     def build(cfg, dims: Mapping[str, int], kw: Mapping[str, Any]) -> SliceRestoreAdapter:
-        return SliceRestoreAdapter(cfg.slice_restore, dims["vision"], rngs=kw["rngs"])
+        return SliceRestoreAdapter(cfg.slice_restore, dims["vision"], **kw)
 
     @staticmethod
     def hooks(module: SliceRestoreAdapter, cfg, batch: Mapping[str, jax.Array]) -> dict[int, Callable]:
@@ -82,7 +82,7 @@ class DualPerspectiveStage:
 class SelfMiningStage:
     @staticmethod
     def build(cfg, dims, kw) -> SelfMiningSampler:
-        return SelfMiningSampler(cfg.self_mining, dims["vision"], rngs=kw["rngs"])
+        return SelfMiningSampler(cfg.self_mining, dims["vision"], **kw)
 
     @staticmethod
     def features(module: SelfMiningSampler, cfg, maps: list[Maps], batch) -> list[Maps]:
@@ -97,7 +97,7 @@ class SelfMiningStage:
 class GSWAStage:
     @staticmethod
     def build(cfg, dims, kw) -> GSWA:
-        return GSWA(cfg.gswa, dims["vision"], rngs=kw["rngs"])
+        return GSWA(cfg.gswa, dims["vision"], **kw)
 
     @staticmethod
     def tokens(module: GSWA, cfg, maps: list[Maps], cls: jax.Array, batch, aux: dict) -> list[Maps]:

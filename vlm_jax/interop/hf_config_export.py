@@ -2,8 +2,8 @@
 
 The inverse of :func:`vlm_jax.interop.hf_vlm.vlm_config_from_hf`, written by the family's table
 (:mod:`vlm_jax.interop.mappings`; transformers 5 field names, as ``save_pretrained`` writes them). Every
-exported config is read back with the importer and must give the same model (runtime fields such as dtype /
-remat / max_views aside): a model feature the HF config cannot express (a non-default ``qk_norm_eps``, a CLIP
+exported config is read back with the importer and must give the same model (runtime fields such as precision
+/ remat / max_views aside): a model feature the HF config cannot express (a non-default ``qk_norm_eps``, a CLIP
 tower without its post-LayerNorm, a dynamic RoPE whose base length is not ``max_position_embeddings`` …) is
 refused with the differing fields named, instead of writing a config that transformers would run differently.
 """
@@ -23,7 +23,7 @@ from vlm_jax.stages import STAGES
 
 __all__ = ["NotExportable", "check_exportable", "default_pinpoints", "hf_config", "infer_family"]
 
-_RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")  # of both tower configs
+_RUNTIME_FIELDS = ("remat", "attention_impl")  # of both tower configs
 
 
 def infer_family(cfg: VLMConfig) -> str:
@@ -50,7 +50,7 @@ def _runtime_free(cfg: VLMConfig) -> dict[str, Any]:
     for name in _RUNTIME_FIELDS:
         d["vision"].pop(name, None)
         d["llm"].pop(name, None)
-    for name in ("max_views", "global_view"):
+    for name in ("max_views", "global_view", "precision"):
         d.pop(name)
     return d
 

@@ -14,15 +14,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
-
 from vlm_jax.config_util import check_keys
-from vlm_jax.nn.attention import default_implementation
+from vlm_jax.nn.attention import IMPLEMENTATIONS, default_implementation
+from vlm_jax.nn.precision import refuse_dtype_keys
 from vlm_jax.nn.rope import RopeScaling
 from vlm_jax.nn.stack import REMAT_POLICIES
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +31,6 @@ class LMConfig:
       rope_theta, rope_scaling: RoPE base and optional scaling (``vlm_jax.nn.rope``).
       norm_eps: RMSNorm epsilon. qkv_bias: biases on q/k/v (Qwen2). tie_embeddings: logits use the
       embedding table (no separate ``lm_head``).
-      dtype / param_dtype: computation / parameter dtype names (``float32``, ``bfloat16``, ``float16``).
       remat: layer remat policy (``vlm_jax.nn.stack.REMAT_POLICIES``).
       attention_impl: ``auto`` | ``xla`` | ``cudnn`` | ``splash`` (``vlm_jax.nn.attention``).
       max_seq_len: longest sequence the model is meant for (HF ``max_position_embeddings``).
@@ -53,8 +48,6 @@ class LMConfig:
     norm_eps: float = 1e-6
     qkv_bias: bool = False
     tie_embeddings: bool = False
-    dtype: str = "float32"
-    param_dtype: str = "float32"
     remat: str = "none"
     attention_impl: str = "auto"
     max_seq_len: int = 4096
@@ -66,20 +59,17 @@ class LMConfig:
                 raise ValueError(f"LMConfig.{name} must be a positive int, got {getattr(self, name)!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
-        for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in DTYPES:
-                raise ValueError(f"LMConfig.{name}={getattr(self, name)!r}; known: {sorted(DTYPES)}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"LMConfig.remat={self.remat!r}; known: {sorted(REMAT_POLICIES)}")
-        if self.attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"LMConfig.attention_impl={self.attention_impl!r}; known: {ATTENTION_IMPLS}")
+        if self.attention_impl not in IMPLEMENTATIONS:
+            raise ValueError(f"LMConfig.attention_impl={self.attention_impl!r}; known: {IMPLEMENTATIONS}")
         if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
             raise TypeError("LMConfig.rope_scaling must be a RopeScaling (use LMConfig.from_dict for dicts)")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LMConfig":
         """Build from a plain mapping (e.g. an ml_collections block); unknown keys raise."""
-        d = dict(d)
+        refuse_dtype_keys(d, "LMConfig")
         d = check_keys(cls, d, "LMConfig")
         if isinstance(d.get("rope_scaling"), Mapping):
             d["rope_scaling"] = RopeScaling(**d["rope_scaling"])
@@ -87,14 +77,6 @@ class LMConfig:
 
     def replace(self, **changes) -> "LMConfig":
         return dataclasses.replace(self, **changes)
-
-    @property
-    def compute_dtype(self):
-        return DTYPES[self.dtype]
-
-    @property
-    def weight_dtype(self):
-        return DTYPES[self.param_dtype]
 
     @property
     def resolved_attention_impl(self) -> str:

@@ -14,7 +14,9 @@ from vlm_jax.lm.block import ACT_AXES, DecoderLayer
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.lm.kv_cache import KVCache
 from vlm_jax.nn.attention import AttentionMask
-from vlm_jax.nn.layers import Dense, Embed, RMSNorm
+from vlm_jax.nn.einsum import Dense
+from vlm_jax.nn.layers import Embed, RMSNorm
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 from vlm_jax.nn.rope import rope_tables
 from vlm_jax.nn.stack import LayerStack
 from vlm_jax.sharding import constrain
@@ -24,19 +26,19 @@ class Decoder(nnx.Module):
     """Llama / Qwen2 / InternLM2 decoder (:class:`LMConfig`).
 
     Parameters: ``embedder.embedding [V, D]``; ``layers`` (stacked ``[layers, ...]``, see
-    :class:`DecoderLayer`); ``final_norm.scale [D]``; ``lm_head.kernel [D, V]`` unless tied.
+    :class:`DecoderLayer`); ``final_norm.scale [D]``; ``lm_head.kernel [D, V]`` unless tied. Parameters live in
+    ``dtypes.param_dtype``, activations in ``dtypes.compute_dtype`` (float32 by default); logits are float32.
     """
 
-    def __init__(self, cfg: LMConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: LMConfig, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embedder = Embed(cfg.vocab_size, cfg.hidden_size, axes=("vocab", "embed"), dtype=cfg.compute_dtype,
-                              param_dtype=cfg.weight_dtype, rngs=rngs)
-        self.layers = LayerStack(lambda r: DecoderLayer(cfg, rngs=r), cfg.num_layers, remat=cfg.remat, rngs=rngs)
-        self.final_norm = RMSNorm(cfg.hidden_size, eps=cfg.norm_eps, dtype=cfg.compute_dtype,
-                                  param_dtype=cfg.weight_dtype)
+        self.dtypes = dtypes
+        self.embedder = Embed(cfg.vocab_size, cfg.hidden_size, axes=("vocab", "embed"), dtypes=dtypes, rngs=rngs)
+        self.layers = LayerStack(lambda r: DecoderLayer(cfg, dtypes=dtypes, rngs=r), cfg.num_layers, remat=cfg.remat,
+                                 rngs=rngs)
+        self.final_norm = RMSNorm(cfg.hidden_size, eps=cfg.norm_eps, dtypes=dtypes)
         self.lm_head = None if cfg.tie_embeddings else Dense(
-            cfg.hidden_size, cfg.vocab_size, axes=("embed", "vocab"), use_bias=False, dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype, rngs=rngs)
+            cfg.hidden_size, cfg.vocab_size, axes=("embed", "vocab"), use_bias=False, dtypes=dtypes, rngs=rngs)
 
     def embed(self, tokens: jax.Array) -> jax.Array:
         """``int [B, L]`` token ids → ``[B, L, D]`` embeddings (compute dtype)."""
@@ -61,7 +63,7 @@ class Decoder(nnx.Module):
         if mask.q_groups.shape != x.shape[:2]:
             raise ValueError(f"mask queries {mask.q_groups.shape} must be [B, L] = {x.shape[:2]}")
         cos, sin = rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-        x = constrain(x.astype(cfg.compute_dtype), ACT_AXES)
+        x = constrain(x.astype(self.dtypes.compute_dtype), ACT_AXES)
         if cache is None:
             if mask.kv_valid.shape != x.shape[:2]:
                 raise ValueError(f"without a cache the mask keys {mask.kv_valid.shape} must be [B, L] = {x.shape[:2]}")

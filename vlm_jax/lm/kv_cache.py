@@ -89,11 +89,11 @@ def write_slots(buffer: jax.Array, new: jax.Array, slots: jax.Array) -> jax.Arra
     return buffer.at[rows, slots].set(new.astype(buffer.dtype), mode="drop")
 
 
-def init_cache(cfg: LMConfig, batch: int, capacity: int, dtype=None) -> KVCache:
-    """An empty cache: ``k, v`` zeros ``[layers, batch, capacity, K, Dh]`` in ``dtype`` (default: compute dtype)."""
+def init_cache(cfg: LMConfig, batch: int, capacity: int, dtype=jnp.float32) -> KVCache:
+    """An empty cache: ``k, v`` zeros ``[layers, batch, capacity, K, Dh]`` in ``dtype`` (pass the decoder's compute
+    dtype, ``decoder.dtypes.compute_dtype``)."""
     if capacity <= 0 or batch <= 0:
         raise ValueError(f"cache batch and capacity must be positive, got {batch}, {capacity}")
-    dtype = cfg.compute_dtype if dtype is None else dtype
     shape = (cfg.num_layers, batch, capacity, cfg.num_kv_heads, cfg.head_dim)
     zeros = constrain(jnp.zeros(shape, dtype), CACHE_AXES)
     return KVCache(zeros, zeros, constrain(jnp.zeros((batch, capacity), jnp.int32), SLOT_AXES),

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 from jax.sharding import PartitionSpec as P
 
-from vlm_jax.nn.attention import AttentionMask, target_platform
+from vlm_jax.nn.attention_mask import AttentionMask
+from vlm_jax.nn.platform import target_platform
 from vlm_jax.sharding import logical_to_spec
 
 INTERPRET: bool | None = None

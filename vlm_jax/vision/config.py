@@ -23,13 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlm_jax.config_util import check_keys
-from vlm_jax.nn.layers import ACTIVATIONS
+from vlm_jax.nn.attention import IMPLEMENTATIONS
+from vlm_jax.nn.layers import ACTIVATIONS, NORMS
+from vlm_jax.nn.precision import refuse_dtype_keys
 from vlm_jax.nn.stack import REMAT_POLICIES
 
 FINAL_NORMS = ("none", "tokens", "cls")
-NORMS = ("layer", "rms")
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,6 @@ class ViTConfig:
       norm_eps, qk_norm_eps: epsilons of the layer norms and of the qk RMSNorm.
       attn_bias: bias of the q/k/v projections (the output projection always has one).
       map_head: SigLIP multi-head attention pooling head (``pool``).
-      dtype, param_dtype: computation and parameter dtypes (names).
       remat: remat policy of the layer scan (``vlm_jax.nn.stack.REMAT_POLICIES``).
       attention_impl: ``vlm_jax.nn.attention.dot_product_attention`` implementation.
     """
@@ -78,8 +76,6 @@ class ViTConfig:
     qk_norm_eps: float = 1e-6
     attn_bias: bool = True
     map_head: bool = False
-    dtype: str = "float32"
-    param_dtype: str = "float32"
     remat: str = "none"
     attention_impl: str = "auto"
 
@@ -91,9 +87,8 @@ class ViTConfig:
             raise ValueError(f"ViTConfig.hidden={self.hidden} is not divisible by heads={self.heads}")
         if self.image_size < self.patch:
             raise ValueError(f"ViTConfig.image_size={self.image_size} is smaller than patch={self.patch}")
-        choices = {"act": tuple(ACTIVATIONS), "final_norm": FINAL_NORMS, "norm": NORMS,
-                   "dtype": DTYPES, "param_dtype": DTYPES, "remat": tuple(REMAT_POLICIES),
-                   "attention_impl": ATTENTION_IMPLS}
+        choices = {"act": tuple(ACTIVATIONS), "final_norm": FINAL_NORMS, "norm": tuple(NORMS),
+                   "remat": tuple(REMAT_POLICIES), "attention_impl": IMPLEMENTATIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ViTConfig.{name}={getattr(self, name)!r} not in {sorted(allowed)}")
@@ -115,6 +110,7 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViTConfig":
         """Build from a mapping; unknown keys raise (a typo must fail at load time)."""
+        refuse_dtype_keys(d, "ViTConfig")
         d = check_keys(cls, d, "ViTConfig")
         return cls(**dict(d))
 

@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vlm_jax.nn.layers import Dense
+from vlm_jax.nn.einsum import Dense
+from vlm_jax.nn.posemb import interpolate_pos_embed
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 from vlm_jax.nn.stack import LayerStack
 from vlm_jax.sharding import constrain
-from vlm_jax.vision.blocks import EncoderLayer, make_norm
+from vlm_jax.vision.blocks import encoder_layer, layer_norm
 from vlm_jax.vision.config import ViTConfig
 from vlm_jax.vision.map_head import MAPHead
-from vlm_jax.vision.posemb import interpolate_pos_embed
 
 ACT_AXES = ("act_batch", "act_len", "act_embed")
 Hook = Callable[[jax.Array], jax.Array]
@@ -51,23 +52,25 @@ def patchify(pixels: jax.Array, patch: int) -> jax.Array:
 
 
 class ViT(nnx.Module):
-    """ViT encoder; see module docstring. Parameters carry ``vit_*`` logical axis names."""
+    """ViT encoder; see module docstring. Parameters carry ``vit_*`` logical axis names and live in
+    ``dtypes.param_dtype``; activations are in ``dtypes.compute_dtype`` (float32 by default: a standalone tower)."""
 
-    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ViTConfig, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
-        dt, pdt = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        pdt = dtypes.param_dtype
         patch_dim = cfg.patch * cfg.patch * cfg.channels
         self.patch_embed = Dense(patch_dim, cfg.hidden, axes=("vit_patch", "vit_embed"), use_bias=cfg.patch_bias,
-                                 dtype=dt, param_dtype=pdt, rngs=rngs)
+                                 dtypes=dtypes, rngs=rngs)
         init = nnx.initializers.normal(0.02)
         self.pos_embed = nnx.Param(init(rngs.params(), (cfg.num_positions, cfg.hidden), pdt),
                                    out_sharding=("vit_pos", "vit_embed"))
         self.cls = (nnx.Param(init(rngs.params(), (cfg.hidden,), pdt), out_sharding=("vit_embed",))
                     if cfg.cls_token else None)
-        self.pre_norm = make_norm(cfg, "layer") if cfg.pre_norm else None
-        self.encoder = LayerStack(lambda r: EncoderLayer(cfg, rngs=r), cfg.layers, remat=cfg.remat, rngs=rngs)
-        self.final_norm = make_norm(cfg, "layer") if cfg.final_norm != "none" else None
-        self.head = MAPHead(cfg, rngs=rngs) if cfg.map_head else None
+        self.pre_norm = layer_norm(cfg, dtypes) if cfg.pre_norm else None
+        self.encoder = LayerStack(lambda r: encoder_layer(cfg, dtypes=dtypes, rngs=r), cfg.layers, remat=cfg.remat,
+                                  rngs=rngs)
+        self.final_norm = layer_norm(cfg, dtypes) if cfg.final_norm != "none" else None
+        self.head = MAPHead(cfg, dtypes=dtypes, rngs=rngs) if cfg.map_head else None
 
     def embed(self, pixels: jax.Array, *, interpolate_pos: bool = False) -> jax.Array:
         """``pixels [N, H, W, C] -> tokens [N, (1+) P, D]`` (HF ``hidden_states[0]``)."""

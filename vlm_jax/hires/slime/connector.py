@@ -23,6 +23,7 @@ from vlm_jax.hires.slime.config import SlimeConfig
 from vlm_jax.hires.slime.gated_adapter import GatedGlobalAdapter
 from vlm_jax.hires.slime.resampler import Resampler
 from vlm_jax.hires.slime.selection import compact, selection_scores, top_p_keep
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 
 
 def num_visual_tokens_capacity(cfg: SlimeConfig, max_views: int, patches: int) -> int:
@@ -68,15 +69,14 @@ class SlimeConnector(nnx.Module):
     """Vision features of all views → SliME visual tokens. Parameters: ``projector`` (gated global adapter:
     ``mlp``, ``resampler``, ``w_gate``, ``w_noise``), ``sampler`` (the local resampler), ``separator``."""
 
-    def __init__(self, cfg: SlimeConfig, vit_dim: int, llm_dim: int, *, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, cfg: SlimeConfig, vit_dim: int, llm_dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(dtypes=dtypes, rngs=rngs)
         self.projector = GatedGlobalAdapter(cfg, vit_dim, llm_dim, **kw)
         self.sampler = Resampler(cfg.local_resampler, vit_dim, **kw)
         # [inferred] learned separator, initialised like LLaVA-NeXT's image_newline (N(0, 1/D)).
         self.separator = nnx.data(
-            nnx.Param(jax.random.normal(rngs.params(), (llm_dim,), param_dtype) / math.sqrt(llm_dim),
+            nnx.Param(jax.random.normal(rngs.params(), (llm_dim,), dtypes.param_dtype) / math.sqrt(llm_dim),
                       out_sharding=("norm",))
             if cfg.separator == "learned" else None)
 

@@ -22,6 +22,7 @@ from flax import nnx
 
 from vlm_jax.hires.slime.config import SlimeConfig
 from vlm_jax.hires.slime.resampler import Resampler
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 from vlm_jax.projectors import MLPProjector, ProjectorConfig
 
 NOISE_FLOOR = 0.01  # [code] noise_epsilon of noisy_top_k_gating
@@ -31,14 +32,14 @@ RENORM_EPS = 1e-6  # [code] top-k renormalisation epsilon
 class GatedGlobalAdapter(nnx.Module):
     """Global-view adapter. Owns the MLP that the local branch reuses (``self.mlp``)."""
 
-    def __init__(self, cfg: SlimeConfig, vit_dim: int, llm_dim: int, *, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, cfg: SlimeConfig, vit_dim: int, llm_dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         self.cfg = cfg
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(dtypes=dtypes, rngs=rngs)
         self.mlp = MLPProjector(vit_dim, llm_dim, ProjectorConfig(act=cfg.act), **kw)
         self.resampler = Resampler(cfg.global_resampler, vit_dim, **kw)
-        self.w_gate = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), out_sharding=("adapter_embed", None))
-        self.w_noise = nnx.Param(jnp.zeros((vit_dim, 2), param_dtype), out_sharding=("adapter_embed", None))
+        pdt = dtypes.param_dtype
+        self.w_gate = nnx.Param(jnp.zeros((vit_dim, 2), pdt), out_sharding=("adapter_embed", None))
+        self.w_noise = nnx.Param(jnp.zeros((vit_dim, 2), pdt), out_sharding=("adapter_embed", None))
 
     def gates(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None) -> jax.Array:
         """Mixture weights ``float32 [..., P, 2]`` from the input tokens ``x [..., P, Dv]``.

@@ -7,8 +7,9 @@
 ``pos_q`` is a fixed 2-D sin-cos table on the ``g × g`` query grid; ``pos_k`` is that table bicubic-
 interpolated (PyTorch ``F.interpolate(mode="bicubic", align_corners=False)``) onto the key grid; the values
 carry no position. There is no key projection (``kv_dim == embed_dim``) and no output projection. The MHA is
-``torch.nn.MultiheadAttention``: q/k/v in-projections with biases, an out-projection with bias.
-The position tables are constants computed on the host (numpy), not parameters.
+``torch.nn.MultiheadAttention`` (:class:`vlm_jax.nn.multi_head.MultiHeadAttention` here): q/k/v in-projections
+with biases, an out-projection with bias. The position tables are constants computed on the host (numpy), not
+parameters.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import numpy as np
 from flax import nnx
 
 from vlm_jax.hires.slime.config import ResamplerConfig
-from vlm_jax.nn.attention import dot_product_attention
-from vlm_jax.nn.layers import Dense, LayerNorm
-from vlm_jax.vision.posemb import bicubic_matrix
+from vlm_jax.nn.axis_names import ADAPTER_AXES
+from vlm_jax.nn.layers import LayerNorm
+from vlm_jax.nn.multi_head import AttentionSpec, MultiHeadAttention
+from vlm_jax.nn.posemb import bicubic_matrix
+from vlm_jax.nn.precision import FLOAT32, Dtypes
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -78,6 +81,7 @@ def torch_trunc_normal(stddev: float):
 
 # torch MHA: xavier-uniform on the fused [3E, E] in-projection, i.e. bound sqrt(6 / 4E) per [E, E] block,
 # which is variance scaling 0.5 with fan_avg on each block. out_proj keeps nn.Linear's U(±1/sqrt(E)).
+# (``vlm_jax.nn.einsum`` applies both to the [E, E] view of the [E, H, Dh] / [H, Dh, E] kernels.)
 IN_PROJ_INIT = nnx.initializers.variance_scaling(0.5, "fan_avg", "uniform")
 OUT_PROJ_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -85,20 +89,18 @@ OUT_PROJ_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"
 class Resampler(nnx.Module):
     """One-layer perceiver resampler: ``x [..., P, D]`` on a ``grid_hw`` key grid → ``[..., g², D]``."""
 
-    def __init__(self, cfg: ResamplerConfig, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(self, cfg: ResamplerConfig, dim: int, *, dtypes: Dtypes = FLOAT32, rngs: nnx.Rngs):
         if dim % cfg.num_heads:
             raise ValueError(f"Resampler: dim {dim} not divisible by num_heads {cfg.num_heads}")
-        self.cfg, self.dim, self.dtype = cfg, dim, dtype
+        self.cfg, self.dim, self.dtype = cfg, dim, dtypes.compute_dtype
         n_queries = cfg.grid * cfg.grid
-        self.query = nnx.Param(torch_trunc_normal(0.02)(rngs.params(), (n_queries, dim), param_dtype),
+        self.query = nnx.Param(torch_trunc_normal(0.02)(rngs.params(), (n_queries, dim), dtypes.param_dtype),
                                out_sharding=("queries", "adapter_embed"))
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.q_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
-        self.k_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
-        self.v_proj = Dense(dim, dim, axes=("adapter_embed", "adapter_mlp"), kernel_init=IN_PROJ_INIT, **kw)
-        self.out_proj = Dense(dim, dim, axes=("adapter_mlp", "adapter_embed"), kernel_init=OUT_PROJ_INIT, **kw)
-        norm = dict(eps=cfg.norm_eps, dtype=dtype, param_dtype=param_dtype)
+        # g² × P cross-attention without a mask: the XLA path is right on every backend.
+        spec = AttentionSpec(dim=dim, heads=cfg.num_heads, axes=ADAPTER_AXES, implementation="xla")
+        self.attn = MultiHeadAttention(spec, kernel_init=IN_PROJ_INIT, out_kernel_init=OUT_PROJ_INIT, dtypes=dtypes,
+                                       rngs=rngs)
+        norm = dict(eps=cfg.norm_eps, dtypes=dtypes)
         self.ln_q, self.ln_kv, self.ln_post = LayerNorm(dim, **norm), LayerNorm(dim, **norm), LayerNorm(dim, **norm)
 
     @property
@@ -114,15 +116,8 @@ class Resampler(nnx.Module):
         pos_q, pos_k = position_tables(self.dim, self.cfg.grid, (h, w), self.cfg.pos_fp16)
         kv = self.ln_kv(x.reshape(-1, p, d))
         queries = self.ln_q(self.query[...]) + jnp.asarray(pos_q, self.dtype)
-        heads, head_dim = self.cfg.num_heads, d // self.cfg.num_heads
-
-        def split(t):
-            return t.reshape(*t.shape[:-1], heads, head_dim)
-
-        q = jnp.broadcast_to(split(self.q_proj(queries)), (kv.shape[0], self.num_queries, heads, head_dim))
-        k = split(self.k_proj(kv + jnp.asarray(pos_k, self.dtype)))
-        v = split(self.v_proj(kv))
-        # g² × P cross-attention without a mask: the XLA path is right on every backend.
-        out = dot_product_attention(q, k, v, None, implementation="xla")
-        out = self.ln_post(self.out_proj(out.reshape(-1, self.num_queries, d)))
+        q = self.attn.queries(queries[None])
+        q = jnp.broadcast_to(q, (kv.shape[0], *q.shape[1:]))
+        k = self.attn.keys(kv + jnp.asarray(pos_k, self.dtype))
+        out = self.ln_post(self.attn.attend(q, k, self.attn.values(kv)))
         return out.reshape(*lead, self.num_queries, d)
