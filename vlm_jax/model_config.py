@@ -110,7 +110,7 @@ class VLMConfig:
     def module_names(self) -> tuple[str, ...]:
         """Names of the modules the VLM builds (the keys of ``precision`` overrides)."""
         built = {"vision": True, "llm": True, "projector": self.slime is None, "image_newline": self.layout == "anyres",
-                 **{name: getattr(self, name) is not None for name in STAGES}}
+                 **{name: getattr(self, name) is not None for name in STAGE_CONFIGS}}
         return tuple(name for name, present in built.items() if present)
 
     # --- token geometry --------------------------------------------------------------------------
