@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from vlm_jax.data.build import build_source
+from vlm_jax.run_config.build_data import build_source
 from vlm_jax.evaluate.bootstrap import MIN_RESAMPLES
 from vlm_jax.evaluate.entitygrid_metrics import ENTITYGRID_TASKS, entitygrid_scores
 

@@ -39,3 +39,33 @@ def test_subpackage_does_not_import(subpackage, forbidden):
 def test_splash_does_not_import_the_attention_entry_point():
     assert "vlm_jax.nn.attention" not in _imports(PACKAGE / "nn" / "splash.py")
     assert "vlm_jax.nn.splash" in _imports(PACKAGE / "nn" / "attention.py")
+
+
+def _subpackage_edges() -> set[tuple[str, str]]:
+    """``(a, b)`` when a module of top-level part ``a`` of vlm_jax imports part ``b`` (a part is a subpackage or
+    a top-level module, e.g. ``train``, ``model``)."""
+    edges = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).parts
+        part = rel[0] if len(rel) > 1 else path.stem
+        for module in _imports(path):
+            names = module.split(".")
+            if names[0] == "vlm_jax" and len(names) > 1 and names[1] != part and names[1] != "__init__":
+                edges.add((part, names[1]))
+    return edges
+
+
+def test_no_two_parts_of_the_package_import_each_other():
+    edges = _subpackage_edges()
+    assert sorted((a, b) for a, b in edges if (b, a) in edges and a < b) == []
+
+
+@pytest.mark.parametrize("module", ["vlm_jax.data.pipeline", "vlm_jax.data.processor", "vlm_jax.stages",
+                                    "vlm_jax.run_config.build_data", "vlm_jax.tiling.registry"])
+def test_host_code_imports_no_model(module):
+    """Host code (Grain workers, config loading) never loads the model or flax.nnx (issue 9, item 3)."""
+    import subprocess
+    import sys
+    check = (f"import sys, {module}; bad = [m for m in ('vlm_jax.model', 'flax.nnx') if m in sys.modules]; "
+             f"assert not bad, bad")
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=PACKAGE.parent)

@@ -12,8 +12,8 @@ from ml_collections import ConfigDict, FieldReference
 
 from vlm_jax import config_blocks as blocks
 from vlm_jax.config_util import config_block
-from vlm_jax.data import build
 from vlm_jax.run_config import SOURCE_KINDS, DataConfig, RunConfig, Stage, TrainConfig, source_from_dict
+from vlm_jax.run_config import build_data as build
 from vlm_jax.run_config.sources import EntityGridSourceConfig, TfdsSourceConfig
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

@@ -87,7 +87,7 @@ class VLM(nnx.Module):
                 if spec.site == site]
 
     def _vision(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array | None]:
-        """ViT over all views at once (VIT-site stage hooks inside) → ``feats [B, N, P(+1), Dv]``, ``cls [B, N, Dv]``."""
+        """ViT over all views (VIT-site stage hooks inside) → ``feats [B, N, P(+1), Dv]``, ``cls [B, N, Dv]``."""
         cfg, pixels = self.cfg, batch["pixels"]
         b, n = pixels.shape[:2]
         flat = constrain(pixels.reshape(b * n, *pixels.shape[2:]), ("act_batch", None, None, None))

@@ -78,7 +78,7 @@ class VLMConfig:
         self.precision.check_modules(self.module_names)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "VLMConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> VLMConfig:
         """Build from a nested mapping (an ml_collections ``config.model``); unknown keys raise."""
         d = dict(d)
         d = check_keys(cls, d, "model config")
@@ -91,7 +91,7 @@ class VLMConfig:
         return cls(vision=ViTConfig.from_dict(d.pop("vision")), llm=LMConfig.from_dict(d.pop("llm")),
                    projector=ProjectorConfig(**proj), **d)
 
-    def with_options(self, options: Mapping[str, Any]) -> "VLMConfig":
+    def with_options(self, options: Mapping[str, Any]) -> VLMConfig:
         """A copy with dotted overrides, e.g. ``{"slime.top_p": 1.0, "slime.global_only": True}`` (stage recipes)."""
         cfg = self
         for key, value in options.items():

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vlm_jax.data.build import build_source
+from vlm_jax.run_config.build_data import build_source
 from vlm_jax.data.sources import TfdsSource
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER
 from vlm_jax.evaluate.benchmark_records import VERBATIM, BenchmarkRecord, PromptFormat

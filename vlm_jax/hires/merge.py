@@ -2,15 +2,18 @@
 and the scatter of visual tokens into the text embeddings at ``image_slots``.
 
 All layouts produce ``tokens [B, V, D]`` plus ``valid [B, V]`` with the valid tokens *first* (a
-prefix), so the i-th image slot of an example takes the i-th visual token. Token counts are pure
-integer functions usable on the host (numpy / Python ints, for building prompts) and on device (jnp).
+prefix). The anyres token counts are pure integer functions shared with the host
+(:mod:`vlm_jax.stages.anyres`).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from vlm_jax.stages.anyres import anyres_capacity, anyres_geometry, anyres_num_tokens
+
+__all__ = ["anyres_capacity", "anyres_geometry", "anyres_num_tokens", "anyres_tokens", "flat_tokens", "scatter_visual"]
 
 
 def flat_tokens(tokens: jax.Array, tile_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -21,41 +24,6 @@ def flat_tokens(tokens: jax.Array, tile_mask: jax.Array) -> tuple[jax.Array, jax
     b, n, t, d = tokens.shape
     valid = jnp.repeat(tile_mask, t, axis=1)
     return tokens.reshape(b, n * t, d), valid
-
-
-def anyres_geometry(grid_rows, grid_cols, orig_h, orig_w, side: int):
-    """Unpadded feature-map geometry of LLaVA-NeXT (spec/methods.md §2.2 step 3; HF ``unpad_image``).
-
-    Works elementwise on Python ints, numpy or jnp integer arrays. The grid map is
-    ``(rows·side) × (cols·side)``; returns ``(kept_rows, kept_cols, row_offset, col_offset)``. Integer
-    cross-multiplication reproduces HF's float comparisons exactly for all realistic sizes.
-    """
-    cur_h, cur_w = grid_rows * side, grid_cols * side
-    wider = orig_w * cur_h > cur_w * orig_h  # original aspect ratio > current aspect ratio
-    pad_h = (cur_h - (orig_h * cur_w) // orig_w) // 2
-    pad_w = (cur_w - (orig_w * cur_h) // orig_h) // 2
-    if isinstance(wider, (bool, np.bool_)):
-        return (cur_h - 2 * pad_h, cur_w, pad_h, 0) if wider else (cur_h, cur_w - 2 * pad_w, 0, pad_w)
-    where = jnp.where if isinstance(wider, jax.Array) else np.where
-    zero = 0 * cur_h
-    return (where(wider, cur_h - 2 * pad_h, cur_h), where(wider, cur_w, cur_w - 2 * pad_w),
-            where(wider, pad_h, zero), where(wider, zero, pad_w))
-
-
-def anyres_num_tokens(grid_rows: int, grid_cols: int, orig_h: int, orig_w: int, side: int,
-                      newline: bool = True) -> int:
-    """Visual tokens of one LLaVA-NeXT image: ``side²`` base tokens + unpadded grid (+ a newline per row)."""
-    rows, cols, _, _ = anyres_geometry(grid_rows, grid_cols, orig_h, orig_w, side)
-    return int(side * side + rows * (cols + int(newline)))
-
-
-def anyres_capacity(max_views: int, side: int) -> int:
-    """Static token capacity for any grid with at most ``max_views - 1`` tiles (one view is the base)."""
-    best = 0
-    for r in range(1, max_views):
-        c = (max_views - 1) // r
-        best = max(best, r * side * (c * side + 1))
-    return side * side + best
 
 
 def anyres_tokens(tokens: jax.Array, grid: jax.Array, orig_size: jax.Array, newline: jax.Array | None,

@@ -1,5 +1,5 @@
 """``config.data``: sources, tiling, tokenizer, chat template and batching, typed and validated when the config is
-loaded (``vlm_jax.data.build`` builds the pipeline from it)."""
+loaded (``vlm_jax.run_config.build_data`` builds the pipeline from it)."""
 
 from __future__ import annotations
 

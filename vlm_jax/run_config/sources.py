@@ -5,7 +5,7 @@
     dict(kind="array_record", paths=(...,))
     dict(kind="tfds", name="...", split="train", data_dir=None)
 
-``vlm_jax.data.build`` turns a block into the source object; keys of another kind are refused here.
+``vlm_jax.run_config.build_data`` turns a block into the source object; keys of another kind are refused here.
 """
 
 from __future__ import annotations

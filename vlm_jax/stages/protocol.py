@@ -13,12 +13,11 @@ Host code imports this module: it holds plain Python only (no JAX arrays, no fla
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vlm_jax.stages.geometry import Views
 
-if TYPE_CHECKING:
-    from vlm_jax.model_config import VLMConfig
+VLMConfig = Any  # vlm_jax.model_config.VLMConfig: not imported, the stages sit below the model config
 
 
 class Site(enum.IntEnum):

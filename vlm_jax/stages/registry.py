@@ -16,13 +16,10 @@ refused by the declarations (:func:`vlm_jax.stages.protocol.check_combination` a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vlm_jax.stages.geometry import ViewGroup, Views
-from vlm_jax.stages.protocol import Needs, Site, Stage, StageConflict
-
-if TYPE_CHECKING:
-    from vlm_jax.model_config import VLMConfig
+from vlm_jax.stages.protocol import Needs, Site, Stage, StageConflict, VLMConfig
 
 IMPLEMENTATIONS = "vlm_jax.hires.stage_impls"
 

@@ -4,15 +4,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from vlm_jax.hires.merge import anyres_capacity, anyres_num_tokens
+from vlm_jax.stages.anyres import anyres_capacity, anyres_num_tokens
 from vlm_jax.stages.geometry import ViewGroup, Views
-from vlm_jax.stages.protocol import Site, StageConflict, active_stages, check_combination, fold_views
+from vlm_jax.stages.protocol import Site, StageConflict, VLMConfig, active_stages, check_combination, fold_views
 from vlm_jax.stages.registry import STAGES
-
-if TYPE_CHECKING:
-    from vlm_jax.model_config import VLMConfig
 
 
 def _connector(cfg: VLMConfig):

@@ -19,7 +19,7 @@ from flax import nnx
 
 from vlm_jax import sharding
 from vlm_jax.config_util import plain
-from vlm_jax.data.build import build_tokenizer, build_train_dataset
+from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
 from vlm_jax.data.device import global_batch
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.evaluate.benchmark_registry import get_benchmark

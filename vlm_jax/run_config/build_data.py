@@ -1,4 +1,5 @@
-"""Build sources, the tokenizer and the train dataset from a ``config.data`` block, typed
+"""Build sources, the tokenizer and the train dataset from a ``config.data`` block (the bridge from the typed
+config to :mod:`vlm_jax.data`, which never imports the config layer), typed
 (:class:`~vlm_jax.run_config.DataConfig`, the source kinds in :mod:`vlm_jax.run_config.sources`) or as the
 ConfigDict / dict it is read from.
 """
