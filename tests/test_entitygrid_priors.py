@@ -14,9 +14,9 @@ import os
 import numpy as np
 import pytest
 
-from vlm_jax.run_config.build_data import build_source
 from vlm_jax.evaluate.bootstrap import MIN_RESAMPLES
 from vlm_jax.evaluate.entitygrid_metrics import ENTITYGRID_TASKS, entitygrid_scores
+from vlm_jax.run_config.build_data import build_source
 
 CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny_entitygrid.py")
 TOLERANCE = 0.01  # 1 point

@@ -198,7 +198,8 @@ def test_stages_without_hf_equivalent_are_refused(preset, stage):
 
 def test_export_hf_refuses_before_writing(round_trips, tmp_path):
     cfg = round_trips["llava"]["ours"].cfg
-    gswa_cfg = VLMConfig.from_dict({**dataclasses.asdict(cfg), "global_view": "last", "gswa": dict(dim=16, layers=1, heads=2)})
+    gswa = dict(dim=16, layers=1, heads=2)
+    gswa_cfg = VLMConfig.from_dict({**dataclasses.asdict(cfg), "global_view": "last", "gswa": gswa})
     abstract = nnx.eval_shape(lambda: VLM(gswa_cfg, rngs=nnx.Rngs(0)))
     with pytest.raises(NotExportable, match="gswa"):
         export_hf(abstract, str(tmp_path / "out"))

@@ -41,7 +41,7 @@ def build_hf(name: str, path) -> torch.nn.Module:
     torch.manual_seed(0)
     model = getattr(T, config_cls.__name__.replace("Config", "ForCausalLM"))(config_cls(**kwargs)).eval()
     with torch.no_grad():  # the default init leaves RMSNorm scales at 1 and biases at 0: randomise them
-        for pname, p in model.named_parameters():
+        for p in model.parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(path)

@@ -46,7 +46,8 @@ def test_rotation_matches_transformers(name):
     hf_rope, ours = SCALINGS.get(name, (None, None))
     rotary = T.models.llama.modeling_llama.LlamaRotaryEmbedding(hf_config(hf_rope))
     rng = np.random.default_rng(0)
-    q, k = rng.normal(size=(2, 3, 40, HEAD_DIM)).astype(np.float32), rng.normal(size=(2, 1, 40, HEAD_DIM)).astype(np.float32)
+    q = rng.normal(size=(2, 3, 40, HEAD_DIM)).astype(np.float32)
+    k = rng.normal(size=(2, 1, 40, HEAD_DIM)).astype(np.float32)
     positions = np.stack([np.arange(40), np.arange(40) + 7])  # beyond 32: dynamic NTK rescales
     cos_t, sin_t = rotary(torch.tensor(q), torch.tensor(positions))
     q_ref, k_ref = apply_rotary_pos_emb(torch.tensor(q), torch.tensor(k), cos_t, sin_t)

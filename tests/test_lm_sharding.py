@@ -71,7 +71,8 @@ def decode(graphdef, state, tokens, valid, next_token):
     """Prefill a left-padded prompt, then one extend step; logits of the extend step ``[B, 1, V]``."""
     m = nnx.merge(graphdef, state)
     cache = init_cache(m.cfg, tokens.shape[0], capacity=16)
-    _, cache = m(m.embed(tokens), positions=prompt_positions(valid), mask=cache.extend_mask(valid.astype(jnp.int32), valid),
+    _, cache = m(m.embed(tokens), positions=prompt_positions(valid),
+                 mask=cache.extend_mask(valid.astype(jnp.int32), valid),
                  cache=cache)
     ones = jnp.ones(next_token.shape, jnp.int32)
     hidden, cache = m(m.embed(next_token), positions=next_positions(cache)[:, None],

@@ -68,7 +68,8 @@ def test_rendering_and_masks_of_multi_turn_conversations(tok, template):
     assert loss_runs == [f"red circle{ANSWER_ENDS[template]}", f"red{ANSWER_ENDS[template]}{final}"]
     # prompt: the human text without the placeholder, nothing else
     assert tok.decode(out.tokens[out.prompt_mask]) == "\nWhat is at the top?And the colour?"
-    assert not (out.loss_mask & out.image_slots).any() and not (out.prompt_mask & (out.loss_mask | out.image_slots)).any()
+    assert not (out.loss_mask & out.image_slots).any()
+    assert not (out.prompt_mask & (out.loss_mask | out.image_slots)).any()
 
 
 def test_plain_keeps_image_and_caption_only(tok):
@@ -147,7 +148,8 @@ def test_template_registry_and_stop_ids(tok):
     ("vicuna_v1", VICUNA_SYSTEM + " ", "Be brief. "),
     ("llama3", f"<|start_header_id|>system<|end_header_id|>\n\n{LLAMA3_SYSTEM}<|eot_id|>",
      "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"),
-    ("chatml", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", "<|im_start|>system\nBe brief.<|im_end|>\n"),
+    ("chatml", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
+     "<|im_start|>system\nBe brief.<|im_end|>\n"),
 ])
 def test_system_turn_replaces_the_default_system_prompt(tok, template, default_block, system_block):
     assert EXPECTED[template].startswith(default_block)

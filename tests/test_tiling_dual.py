@@ -87,7 +87,8 @@ def _inf_llava_reference(image, tile, n):
     fill = tuple(int(m * 255) for m in CLIP_MEAN)
     square = Image.new("RGB", (side, side), fill)
     square.paste(Image.fromarray(image), ((side - width) // 2, (side - height) // 2))
-    processor = CLIPImageProcessorPil(size={"shortest_edge": n * tile}, crop_size={"height": n * tile, "width": n * tile},
+    processor = CLIPImageProcessorPil(size={"shortest_edge": n * tile},
+                                      crop_size={"height": n * tile, "width": n * tile},
                                       image_mean=CLIP_MEAN, image_std=CLIP_STD)
     big = torch.from_numpy(processor(square, return_tensors="np")["pixel_values"][0])  # [3, n*tile, n*tile]
     local = [big[:, r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] for r in range(n) for c in range(n)]

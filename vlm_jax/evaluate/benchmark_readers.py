@@ -18,12 +18,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vlm_jax.run_config.build_data import build_source
 from vlm_jax.data.sources import TfdsSource
 from vlm_jax.data.templates import IMAGE_PLACEHOLDER
 from vlm_jax.evaluate.benchmark_records import VERBATIM, BenchmarkRecord, PromptFormat
 from vlm_jax.evaluate.benchmarks import read_llava_questions, read_mme, read_mme_txt
 from vlm_jax.evaluate.yes_no_metrics import MME_COGNITION, MME_PERCEPTION
+from vlm_jax.run_config.build_data import build_source
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."
 MULTIPLE_CHOICE_SUFFIX = "Answer with the option's letter from the given choices directly."

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import string
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from vlm_jax.evaluate.bootstrap import DEFAULT_RESAMPLES, percentile_interval, resampled_means
 from vlm_jax.evaluate.vqa_normalize import NUMBER_WORDS

@@ -93,7 +93,8 @@ def _decode_loop(model: VLM, batch: Mapping[str, jax.Array], rng: jax.Array, *, 
         return tokens, lengths, finished, presence
 
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
-    carry = (jnp.asarray(1, jnp.int32), cache, *emit(0, logits, tokens, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool), presence))
+    first = emit(0, logits, tokens, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool), presence)
+    carry = (jnp.asarray(1, jnp.int32), cache, *first)
 
     def cond(carry):
         i, _, _, _, finished, _ = carry

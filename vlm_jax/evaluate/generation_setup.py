@@ -21,11 +21,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vlm_jax import sharding
-from vlm_jax.run_config.build_data import build_tokenizer
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.data.tokenizer import Tokenizer, load_tokenizer
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
 from vlm_jax.model import VLM
+from vlm_jax.run_config.build_data import build_tokenizer
 from vlm_jax.state.restore import read_run_meta, restore_params
 
 

@@ -10,7 +10,7 @@ every metric from ``vlm_jax.evaluate.metrics``.
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from vlm_jax.evaluate.choice_extraction import extract_choice
 from vlm_jax.evaluate.entitygrid_metrics import entitygrid_scores

@@ -7,7 +7,8 @@ POPE reports F1 as its headline number (spec §6.5); MME reports the sum of per-
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MME_PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene",
                   "landmark", "artwork", "OCR")

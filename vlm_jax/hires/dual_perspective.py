@@ -107,13 +107,13 @@ class DEMConfig:
             raise ValueError(f"DEMConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DEMConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> DEMConfig:
         """Build from a mapping; unknown keys raise."""
         d = check_keys(cls, d, "DEMConfig")
         return cls(**dict(d))
 
     @classmethod
-    def paper(cls, **overrides) -> "DEMConfig":
+    def paper(cls, **overrides) -> DEMConfig:
         """Every §5.1 paper choice; single-head ``softmax(QKᵀ/√d)V`` as the paper writes it."""
         return cls.from_dict(dict(heads=1, window_pairing="paper", shared_attention=False, attention_out_proj=False,
                                   attention_residual_norm=False, fusion="linear", downsample="avg_pool",

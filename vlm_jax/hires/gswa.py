@@ -105,7 +105,7 @@ class GSWAConfig:
             raise ValueError(f"GSWAConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GSWAConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> GSWAConfig:
         """Build from a mapping; unknown keys raise."""
         d = check_keys(cls, d, "GSWAConfig")
         return cls(**dict(d))

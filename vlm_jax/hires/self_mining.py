@@ -80,7 +80,7 @@ class SelfMiningConfig:
         return self.ratio if self.window is None else self.window
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SelfMiningConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SelfMiningConfig:
         """Build from a mapping; unknown keys raise."""
         refuse_dtype_keys(d, "SelfMiningConfig")
         d = check_keys(cls, d, "SelfMiningConfig")

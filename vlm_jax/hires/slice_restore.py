@@ -104,7 +104,7 @@ class SliceRestoreConfig:
             raise ValueError(f"SliceRestoreConfig.attention_impl={self.attention_impl!r} not in {IMPLEMENTATIONS}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SliceRestoreConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SliceRestoreConfig:
         """Build from a mapping; unknown keys raise."""
         refuse_dtype_keys(d, "SliceRestoreConfig")
         d = check_keys(cls, d, "SliceRestoreConfig")

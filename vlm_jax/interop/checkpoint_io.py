@@ -76,7 +76,7 @@ class TensorSource:
         self._used = set() if used is None else used
 
     @classmethod
-    def open(cls, path: str, *, rename: Callable[[str], str] = canonical_key) -> "TensorSource":
+    def open(cls, path: str, *, rename: Callable[[str], str] = canonical_key) -> TensorSource:
         """Open a ``save_pretrained`` directory (single or sharded) or one ``.safetensors`` file; keys are
         stored as ``rename(key)`` (default: :func:`canonical_key`; VLMs: their family's naming)."""
         if os.path.isdir(path):
@@ -97,7 +97,7 @@ class TensorSource:
                 entries[key] = (f, dict(meta, base=offset))
         return cls(entries)
 
-    def sub(self, prefix: str) -> "TensorSource":
+    def sub(self, prefix: str) -> TensorSource:
         """A view of the keys under ``prefix`` (given relative to this view)."""
         return TensorSource(self._entries, self._prefix + prefix, self._used)
 

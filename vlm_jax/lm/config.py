@@ -67,7 +67,7 @@ class LMConfig:
             raise TypeError("LMConfig.rope_scaling must be a RopeScaling (use LMConfig.from_dict for dicts)")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LMConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> LMConfig:
         """Build from a plain mapping (e.g. an ml_collections block); unknown keys raise."""
         refuse_dtype_keys(d, "LMConfig")
         d = check_keys(cls, d, "LMConfig")
@@ -75,7 +75,7 @@ class LMConfig:
             d["rope_scaling"] = RopeScaling(**d["rope_scaling"])
         return cls(**d)
 
-    def replace(self, **changes) -> "LMConfig":
+    def replace(self, **changes) -> LMConfig:
         return dataclasses.replace(self, **changes)
 
     @property

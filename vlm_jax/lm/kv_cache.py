@@ -71,7 +71,7 @@ class KVCache:
         kv_valid = write_slots(self.valid, valid.astype(bool), slots)
         return AttentionMask(q_groups, kv_groups, kv_valid, causal=True)
 
-    def advance(self, k: jax.Array, v: jax.Array, mask: AttentionMask, slots: jax.Array) -> "KVCache":
+    def advance(self, k: jax.Array, v: jax.Array, mask: AttentionMask, slots: jax.Array) -> KVCache:
         """The cache after a decoder call wrote ``k, v`` at ``slots`` with ``mask`` from :meth:`extend_mask`."""
         if mask.kv_valid.shape != self.valid.shape or not mask.causal:
             raise ValueError(f"a cached call needs a causal mask over the {self.valid.shape} cache slots "

@@ -19,7 +19,6 @@ from flax import nnx
 
 from vlm_jax import sharding
 from vlm_jax.config_util import plain
-from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
 from vlm_jax.data.device import global_batch
 from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.evaluate.benchmark_registry import get_benchmark
@@ -27,10 +26,11 @@ from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLMConfig
+from vlm_jax.run_config import RunConfig, Stage
+from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
 from vlm_jax.state.checkpoint import Checkpointer, make_meta
 from vlm_jax.state.params import abstract_params, init_params, shardings_of
 from vlm_jax.train.logger import MetricsLogger
-from vlm_jax.run_config import RunConfig, Stage
 from vlm_jax.train.stage_state import build_stage_state_from_config
 
 EVAL_MAX_NEW_TOKENS = 16  # EntityGrid-QA answers are a few words: "purple diamond", "bottom-right", "2"

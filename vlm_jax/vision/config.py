@@ -108,13 +108,13 @@ class ViTConfig:
         return self.grid ** 2 + int(self.cls_token)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ViTConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ViTConfig:
         """Build from a mapping; unknown keys raise (a typo must fail at load time)."""
         refuse_dtype_keys(d, "ViTConfig")
         d = check_keys(cls, d, "ViTConfig")
         return cls(**dict(d))
 
-    def replace(self, **changes) -> "ViTConfig":
+    def replace(self, **changes) -> ViTConfig:
         """A copy with ``changes`` (unknown keys raise)."""
         return ViTConfig.from_dict({**dataclasses.asdict(self), **changes})
 

@@ -98,7 +98,7 @@ class SlimeConfig:
             raise ValueError(f"SlimeConfig needs temperature > 0, noise_std >= 0, top_p > 0, got {self}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SlimeConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> SlimeConfig:
         """Build from a plain mapping (an ml_collections block); unknown keys raise."""
         d = check_keys(cls, d, "SlimeConfig")
         return cls(**dict(d))
