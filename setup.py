@@ -34,7 +34,7 @@ setup(
         "safetensors>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.6", "nbformat>=5.10", "nbclient>=0.10", "ipykernel>=6.29",
+        "test": ["pytest>=8", "pytest-xdist>=3.6", "nbformat>=5.10", "nbclient>=0.10", "ipykernel>=6.29", "mypy>=1.10",
                  "ruff>=0.17"],
         # torch 2.13.0 is a CPU build on the project's machines; never torchvision (breaks imports).
         "hf": ["torch==2.13.0", "transformers==5.23.0", "safetensors>=0.6"],

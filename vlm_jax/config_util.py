@@ -112,10 +112,16 @@ def with_placeholders(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
         sub = [a for a in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(a)]
         if value is None and hint is not None:
             value = placeholder(_placeholder_type(hint))
-        elif isinstance(value, Mapping) and len(sub) == 1:
+        elif isinstance(value, Mapping) and len(sub) == 1 and isinstance(sub[0], type):
             value = with_placeholders(sub[0], value)
         out[key] = as_tuples(value)
     return out
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[operator]  # check_block refused a missing required field
 
 
 def config_block(cls: type, what: str, **values: Any) -> dict[str, Any]:
@@ -125,8 +131,7 @@ def config_block(cls: type, what: str, **values: Any) -> dict[str, Any]:
     Unknown keys and missing required fields raise, naming the block ``what`` (e.g. ``"config.train"``).
     """
     check_block(cls, values, what)
-    block = {f.name: values[f.name] if f.name in values else (
-        f.default if f.default is not dataclasses.MISSING else f.default_factory()) for f in dataclasses.fields(cls)}
+    block = {f.name: values[f.name] if f.name in values else _default(f) for f in dataclasses.fields(cls)}
     return with_placeholders(cls, block)
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from vlm_jax.config_util import as_tuples, check_block, check_fields, config_block, plain, unknown_value_message
 from vlm_jax.data.entitygrid import EntityGridQA
@@ -79,13 +79,13 @@ class TfdsSourceConfig:
         check_fields(self, "tfds source")
 
 
-SourceConfig = EntityGridSourceConfig | LlavaJsonSourceConfig | ArrayRecordSourceConfig | TfdsSourceConfig
+SourceConfig: TypeAlias = EntityGridSourceConfig | LlavaJsonSourceConfig | ArrayRecordSourceConfig | TfdsSourceConfig
 SOURCE_KINDS: dict[str, type] = {cls.kind: cls for cls in typing.get_args(SourceConfig)}
 
 
 def source_from_dict(d: Mapping[str, Any], what: str = "config.data.source") -> SourceConfig:
     """The typed source of a block; an unknown kind or a key of another kind raises, naming ``what``."""
-    d = plain(d)
+    d = dict(plain(d))
     kind = d.pop("kind", None)
     if kind not in SOURCE_KINDS:
         raise ValueError(unknown_value_message(f"{what}.kind", kind, SOURCE_KINDS))

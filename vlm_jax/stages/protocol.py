@@ -115,7 +115,7 @@ def fold_views(cfg: VLMConfig, stages: list[tuple[Stage, Any]], n_views: int) ->
                     raise StageConflict(f"stage {stage.name!r}: {need}") from None
                 raise refuse(producer, stage, f"{stage.name} {need}") from None
             producer = stage
-        elif stage.site == Site.TOKENS and not all(g.per_view for g in views.groups):
+        elif stage.site == Site.TOKENS and producer is not None and not all(g.per_view for g in views.groups):
             raise refuse(producer, stage, f"{stage.name} weighs one token block per tiler view, but "
                                           f"{producer.name} merges the views into one map")
         elif stage.site == Site.CONNECTOR and producer is not None:

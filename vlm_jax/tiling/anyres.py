@@ -21,7 +21,7 @@ def best_fit_resolution(height: int, width: int, candidates: Sequence[Sequence[i
     check_image_size(height, width)
     if not candidates:
         raise ValueError("best_fit_resolution needs at least one candidate resolution")
-    best, best_effective, best_wasted = None, 0, float("inf")
+    best, best_effective, best_wasted = (int(candidates[0][0]), int(candidates[0][1])), 0, float("inf")
     for cand_h, cand_w in candidates:
         scale = min(cand_w / width, cand_h / height)
         effective = min(int(width * scale) * int(height * scale), width * height)

@@ -77,8 +77,7 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 image.verify()  # chunk CRCs and end marker: PIL's decoder alone accepts a PNG missing its tail
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image, background)
+                return _to_rgb(ImageOps.exif_transpose(image), background)
     except ImageError:
         raise
     except Image.DecompressionBombError as err:

@@ -72,7 +72,7 @@ def square_offsets(height: int, width: int) -> tuple[int, int, int]:
     return side, (side - height) // 2, (side - width) // 2
 
 
-def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
+def expand_to_square(image: np.ndarray, fill: tuple[int, ...]) -> np.ndarray:
     """``[H, W, 3] uint8 -> [S, S, 3]``, ``S = max(H, W)``, image centred on ``fill`` colour."""
     height, width = image.shape[:2]
     side, top, left = square_offsets(height, width)

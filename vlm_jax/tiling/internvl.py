@@ -23,7 +23,7 @@ def internvl_grid(height: int, width: int, *, tile: int = 448, min_tiles: int = 
     """
     check_image_size(height, width)
     aspect, area = width / height, width * height
-    best, best_diff = None, float("inf")
+    best, best_diff = (1, 1), float("inf")
     for cols, rows in internvl_candidate_grids(min_tiles, max_tiles):
         diff = abs(aspect - cols / rows)
         if diff < best_diff or (diff == best_diff and area > 0.5 * tile * tile * cols * rows):

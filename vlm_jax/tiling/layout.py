@@ -46,7 +46,7 @@ class TileLayout:
     orig_size: tuple[int, int]
     resized_size: tuple[int, int]
     content_box: tuple[int, int, int, int]
-    pad_value: tuple[int, int, int] = (0, 0, 0)
+    pad_value: tuple[int, ...] = (0, 0, 0)
     global_mode: str = "stretch"
 
     def __post_init__(self):

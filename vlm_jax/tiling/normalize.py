@@ -20,7 +20,8 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 
 def mean_colour(mean: Sequence[float]) -> tuple[int, int, int]:
     """uint8 RGB of a normalisation mean, truncated as LLaVA's ``expand2square`` does ((122, 116, 104) for CLIP)."""
-    return tuple(int(m * 255) for m in mean)
+    r, g, b = (int(m * 255) for m in mean)
+    return r, g, b
 
 
 def normalize(views: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
