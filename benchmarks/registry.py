@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from benchmarks import compile_scan, decode, peaks, tiling_speed, train_step
+from benchmarks import compile_scan, decode, peaks, tiling_speed, tpu_projection, train_step
 from benchmarks.benchmark import Benchmark
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     peaks.MATMUL, peaks.BANDWIDTH, train_step.BENCHMARK, decode.BENCHMARK, tiling_speed.INTERNVL,
-    tiling_speed.ANYRES, compile_scan.BENCHMARK)}
+    tiling_speed.ANYRES, compile_scan.BENCHMARK, tpu_projection.BENCHMARK)}
 
 
 def select(names: str | None) -> list[Benchmark]:

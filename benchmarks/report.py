@@ -13,8 +13,8 @@ HEADER = ("measurement", "vlm_jax", "peer", "ratio", "check")
 def _number(x: float | None) -> str:
     if x is None:
         return "-"
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
+    if x == 0 or not math.isfinite(x) or not 1e-3 <= abs(x) < 1e6:
+        return f"{x:.3g}"
     digits = max(0, 3 - int(math.floor(math.log10(abs(x)))) - 1)
     return f"{x:,.{min(digits, 4)}f}"
 

@@ -53,6 +53,9 @@ def run_suite(benchmarks: list[Benchmark], ctx: RunContext, log=print) -> dict[s
     """Run ``benchmarks`` in order; their outcomes by name."""
     outcomes = {}
     for bench in benchmarks:
+        if ctx.size not in bench.sizes:
+            log(f"[benchmarks] {bench.name}: skipped (no {ctx.size!r} setting; it has {', '.join(bench.sizes)})")
+            continue
         log(f"[benchmarks] {bench.name}: {bench.description}")
         outcomes[bench.name] = run_benchmark(bench, ctx)
         log(f"[benchmarks] {bench.name}: {outcomes[bench.name].seconds:.1f} s")
