@@ -2,16 +2,19 @@
 
 For each preset's heaviest recipe stage (the last one) at the size of the README's compile table, on a v5p
 slice: :func:`vlm_jax.aot.compile_train_step` gives XLA's FLOPs and bytes per device and the memory per device.
-XLA counts a loop body once, so the scanned layers appear as one layer; the scan correction adds the matmul
-FLOPs of the uncounted iterations, taken from the step's own jaxpr (:mod:`benchmarks.jaxpr_flops`: all scan
-iterations minus one per scan), divided over the devices. Bytes are scaled by the same factor (the
-uncounted iterations assumed as memory-intensive as the counted program).
+XLA's cost analysis counts a loop body once: the scanned layers look like one layer, and loops XLA makes
+itself (e.g. matmuls windowed over an all-gather under fsdp) are undercounted too. The scan-corrected FLOPs
+therefore take the matmuls from the step's own jaxpr with every scan iteration (:mod:`benchmarks.jaxpr_flops`,
+divided over the devices) and add XLA's non-matmul work (its count above the jaxpr's matmuls counted its way,
+scans once; 0 when below). Bytes are XLA's, scaled by the same factor (the uncounted iterations assumed as
+memory-intensive as the counted program).
 
 Roofline per device: ``step = max(FLOPs / peak bf16 FLOP/s, bytes / HBM bandwidth)`` (chip figures divided
 by the devices per chip), with no allowance for collectives; MFU = model FLOPs (matmuls of the same step
 without remat) / (devices · peak · step). Splash attention is a custom kernel: neither XLA nor the jaxpr
-sees its FLOPs, so attention is outside both counts (the projected step is a lower bound). The check:
-the program fits in HBM and XLA's count agrees with the jaxpr's matmuls counted XLA's way (scans once).
+sees its FLOPs, so attention is outside both counts (the projected step is a lower bound). The check: the
+program fits in HBM, and XLA's FLOPs are within 2× of the jaxpr's matmuls counted XLA's way (a missing or
+doubled part of the model would break it; InternVL2-2B at 4096 tokens gives 0.78, XLA's own loops).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ CASES = {  # (preset, config argument, mesh override, seq_len)
 CHIP_PEAKS = {  # device kind: (bf16 FLOP/s, HBM bytes/s) per chip, Cloud TPU system-architecture pages
     "TPU v4": (275e12, 1.2e12), "TPU v5 lite": (197e12, 0.819e12), "TPU v5": (459e12, 2.765e12),
     "TPU v5p": (459e12, 2.765e12), "TPU v6 lite": (918e12, 1.64e12)}
-XLA_TO_JAXPR = (0.9, 1.5)  # accepted range of XLA FLOPs / jaxpr matmul FLOPs (scans once): elementwise work on top
+XLA_TO_JAXPR = (0.5, 2.0)  # accepted XLA FLOPs / jaxpr matmul FLOPs, both counting loop bodies once
 
 
 def load_config(preset: str, arg: str | None):
@@ -75,7 +78,7 @@ def project(preset: str, arg: str | None, mesh_override: dict, seq_len: int) -> 
     every, once = matmul_flops(step), matmul_flops(step, scans_once=True)
     model_flops = matmul_flops(_step_jaxpr(_without_remat(model_cfg), config, mesh, report.stage, seq_len))
     n = report.num_devices
-    flops = report.flops + (every - once) / n
+    flops = every / n + max(report.flops - once / n, 0.0)
     bytes_accessed = report.bytes_accessed * flops / report.flops
     per_chip = n // len({tuple(getattr(d, "coords", (d.id,))) for d in devices})
     peak, hbm = (x / per_chip for x in CHIP_PEAKS[report.device_kind])
