@@ -16,18 +16,13 @@ import torch
 
 from benchmarks.benchmark import Benchmark
 from benchmarks.context import RunContext
-from benchmarks.llava_pair import LlavaSize, build_pair, image_prompts, llm_weight_bytes
+from benchmarks.llava_pair import SIZES, LlavaSize, build_pair, image_prompts, llm_weight_bytes
 from benchmarks.peaks import read_bandwidth
 from benchmarks.results import Check, Row
 from benchmarks.timing import interleaved, median
-from benchmarks.train_step import QUICK_SIZE, TINY_SIZE
 from vlm_jax.evaluate.generate import generate
 
-SETUPS = {  # (model, batch sizes, prompt tokens, new tokens)
-    "full": (LlavaSize(), (1, 8), 597, 64),
-    "quick": (QUICK_SIZE, (1, 4), 277, 32),
-    "tiny": (TINY_SIZE, (1, 2), 25, 4),
-}
+SETUPS = {"full": ((1, 8), 597, 64), "quick": ((1, 4), 277, 32), "tiny": ((1, 2), 25, 4)}  # batches, prompt, new
 
 
 def _ours(model, batch, n: int, vocab: int) -> np.ndarray:
@@ -68,7 +63,7 @@ def _batch_rows(ctx: RunContext, hf, ours, size: LlavaSize, batch_size: int, pro
 
 
 def run(ctx: RunContext) -> list[Row]:
-    size, batch_sizes, prompt_len, n = ctx.pick(SETUPS)
+    size, (batch_sizes, prompt_len, n) = ctx.pick(SIZES), ctx.pick(SETUPS)
     hf, ours = build_pair(size, seed=1)
     hf.generation_config.eos_token_id = None
     floor_seconds = llm_weight_bytes(size) / read_bandwidth(ctx)["best"]

@@ -47,8 +47,17 @@ class LlavaSize:
         return self.vocab - 1
 
 
+SIZES = {  # by size class (benchmarks.context.SIZES)
+    "full": LlavaSize(),
+    "quick": LlavaSize(vit_width=128, vit_layers=2, vit_heads=2, vit_mlp=512, image_size=224, llm_width=256,
+                       llm_layers=2, llm_heads=4, llm_mlp=688, vocab=8000),
+    "tiny": LlavaSize(vit_width=32, vit_layers=2, vit_heads=2, vit_mlp=64, image_size=56, llm_width=64,
+                      llm_layers=2, llm_heads=2, llm_mlp=128, vocab=512),
+}
+
+
 def hf_config(size: LlavaSize) -> T.LlavaConfig:
-    """The HF ``LlavaConfig`` of ``size`` (layer -2 features, CLS dropped, eager-free default attention)."""
+    """The HF ``LlavaConfig`` of ``size`` (layer -2 features, CLS dropped; HF's default attention, SDPA)."""
     vision = T.CLIPVisionConfig(hidden_size=size.vit_width, intermediate_size=size.vit_mlp,
                                 num_hidden_layers=size.vit_layers, num_attention_heads=size.vit_heads,
                                 image_size=size.image_size, patch_size=size.patch, projection_dim=size.vit_width)

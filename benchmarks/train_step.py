@@ -23,7 +23,7 @@ from flax import nnx
 from benchmarks.benchmark import Benchmark
 from benchmarks.context import RunContext
 from benchmarks.flops import train_step_flops
-from benchmarks.llava_pair import LlavaSize, build_pair, image_prompts
+from benchmarks.llava_pair import SIZES, build_pair, image_prompts
 from benchmarks.peaks import matmul_peak
 from benchmarks.results import Row, within
 from benchmarks.timing import interleaved, median, timed
@@ -34,15 +34,7 @@ from vlm_jax.train.step import TrainState, make_train_step
 LR, WEIGHT_DECAY, GRAD_CLIP = 1e-4, 0.1, 1.0
 LOSS_RTOL = 1e-5
 
-QUICK_SIZE = LlavaSize(vit_width=128, vit_layers=2, vit_heads=2, vit_mlp=512, image_size=224, llm_width=256,
-                       llm_layers=2, llm_heads=4, llm_mlp=688, vocab=8000)
-TINY_SIZE = LlavaSize(vit_width=32, vit_layers=2, vit_heads=2, vit_mlp=64, image_size=56, llm_width=64,
-                      llm_layers=2, llm_heads=2, llm_mlp=128, vocab=512)
-SETUPS = {  # (model, batch, seq_len, answer tokens)
-    "full": (LlavaSize(), 4, 1024, 256),
-    "quick": (QUICK_SIZE, 2, 384, 64),
-    "tiny": (TINY_SIZE, 2, 48, 8),
-}
+SETUPS = {"full": (4, 1024, 256), "quick": (2, 384, 64), "tiny": (2, 48, 8)}  # batch, seq_len, answer tokens
 
 
 def training_parts(model) -> tuple[nnx.GraphDef, nnx.State, nnx.State, optax.GradientTransformation]:
@@ -87,7 +79,7 @@ def torch_trainer(model):
 
 
 def run(ctx: RunContext) -> list[Row]:
-    size, batch_size, seq_len, answer = ctx.pick(SETUPS)
+    size, (batch_size, seq_len, answer) = ctx.pick(SIZES), ctx.pick(SETUPS)
     hf, ours = build_pair(size)
     prompts = image_prompts(size, batch_size, seq_len, answer)
     ours_step, torch_step = jax_trainer(ours), torch_trainer(hf)
