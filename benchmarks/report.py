@@ -27,8 +27,9 @@ def _check(row: Row) -> str:
 
 def table(rows: list[Row]) -> str:
     """A Markdown table; ``ratio`` is vlm_jax's speed over the peer's (> 1: vlm_jax faster)."""
-    lines = [[r.measurement, _number(r.ours), _number(r.peer), "-" if r.ratio is None else f"{r.ratio:.2f}x",
-              _check(r)] for r in rows]
+    lines = [[cell.replace("|", "\\|") for cell in  # escaped for Markdown
+              (r.measurement, _number(r.ours), _number(r.peer), "-" if r.ratio is None else f"{r.ratio:.2f}x",
+               _check(r))] for r in rows]
     widths = [max(len(HEADER[i]), *(len(line[i]) for line in lines)) if lines else len(HEADER[i])
               for i in range(len(HEADER))]
 
