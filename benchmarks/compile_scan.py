@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
-
 from benchmarks.benchmark import Benchmark
 from benchmarks.context import RunContext
 from benchmarks.llava_pair import SIZES, our_config
 from benchmarks.results import Row, within
 from benchmarks.timing import interleaved, median
-from benchmarks.train_step import SETUPS, training_parts
-from vlm_jax.model import VLM, VLMConfig, dummy_batch
-from vlm_jax.train.step import TrainState, make_train_step
+from benchmarks.train_step import SETUPS, benchmark_state, one_device_mesh
+from vlm_jax import sharding
+from vlm_jax.aot import abstract_batch
+from vlm_jax.model import VLMConfig
 
 FLAT_FACTOR = 1.1
 DEPTHS = {"full": (2, 24), "quick": (2, 8), "tiny": (2, 4)}  # (shallow, deep) LLM layers
@@ -33,12 +30,11 @@ DEPTHS = {"full": (2, 24), "quick": (2, 8), "tiny": (2, 4)}  # (shallow, deep) L
 def compile_step(cfg: VLMConfig, batch_size: int, seq_len: int) -> int:
     """Trace, lower and compile the train step of ``cfg`` from abstract shapes (a new ``jax.jit``: no cache);
     returns the length of the compiled program's HLO text."""
-    graphdef, trainable, frozen, optimizer = training_parts(nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0))))
-    state = TrainState(jax.ShapeDtypeStruct((), jnp.int32), trainable, frozen,
-                       jax.eval_shape(optimizer.init, trainable))
-    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in dummy_batch(cfg, batch_size, seq_len).items()}
-    return len(jax.jit(make_train_step(graphdef, optimizer), donate_argnums=(0,)).lower(state, batch).compile()
-               .as_text())
+    mesh = one_device_mesh()
+    stage_state = benchmark_state(cfg, mesh)
+    batch = abstract_batch(cfg, mesh, batch_size, seq_len)
+    with sharding.use_mesh(mesh):
+        return len(stage_state.jit_step().lower(stage_state.abstract, batch).compile().as_text())
 
 
 def run(ctx: RunContext) -> list[Row]:

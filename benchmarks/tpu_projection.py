@@ -31,7 +31,8 @@ from benchmarks.jaxpr_flops import matmul_flops
 from benchmarks.results import Check, Row
 from vlm_jax import aot, sharding
 from vlm_jax.model import VLMConfig
-from vlm_jax.train.step import make_train_step
+from vlm_jax.train.recipe import pick_stage
+from vlm_jax.train.stage_state import build_stage_state_from_config
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 TOPOLOGY, FSDP_MESH, BATCH = "v5p:2x2x2", dict(data=1, fsdp=8, tensor=1), 8
@@ -56,12 +57,11 @@ def load_config(preset: str, arg: str | None):
 
 
 def _step_jaxpr(model_cfg: VLMConfig, config, mesh, stage: str, seq_len: int):
-    graphdef, optimizer, state, _ = aot.abstract_train_state(model_cfg, mesh, config.train, stage)
+    """The jaxpr of the trainer's step (:func:`build_stage_state_from_config`) on abstract inputs."""
+    stage_state = build_stage_state_from_config(model_cfg, pick_stage(config.train, stage), mesh, config.train)
     batch = aot.abstract_batch(model_cfg, mesh, BATCH, seq_len)
-    tcfg = config.train
     with sharding.use_mesh(mesh):
-        return jax.make_jaxpr(make_train_step(graphdef, optimizer, z_loss=tcfg.z_loss, accum=tcfg.accum,
-                                              seed=tcfg.seed))(state, batch)
+        return jax.make_jaxpr(stage_state.train_step)(stage_state.abstract, batch)
 
 
 def _without_remat(cfg: VLMConfig) -> VLMConfig:

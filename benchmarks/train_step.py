@@ -2,9 +2,9 @@
 
 One step = forward, backward, global-norm clipping to 1.0 and AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8,
 weight decay 0.1 on matrices only, as :func:`vlm_jax.train.optimizer.decay_mask`), every parameter trained.
-vlm_jax: :func:`vlm_jax.train.step.make_train_step` with :func:`vlm_jax.train.optimizer.make_optimizer` over a
-one-stage recipe of 10⁹ steps without warm-up (its cosine schedule is constant over the measured steps),
-jitted with the state donated. torch: ``LlavaForConditionalGeneration(labels=…)``, ``clip_grad_norm_`` and
+vlm_jax: the trainer's state builder (:func:`vlm_jax.train.stage_state.build_stage_state`, one device) for a
+one-stage recipe of 10⁹ steps without warm-up (its cosine schedule is constant over the measured steps), its
+jitted step with the state donated. torch: ``LlavaForConditionalGeneration(labels=…)``, ``clip_grad_norm_`` and
 ``AdamW(fused=True)`` (transformers' default optimizer).
 
 Both sides take the same sequence of steps (warm-up included), so step k's loss must agree: the check is
@@ -15,10 +15,9 @@ updates). Achieved FLOP/s use the analytic count of :mod:`benchmarks.flops` for 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import optax
 import torch
 from flax import nnx
+from jax.sharding import Mesh
 
 from benchmarks.benchmark import Benchmark
 from benchmarks.context import RunContext
@@ -27,9 +26,10 @@ from benchmarks.llava_pair import SIZES, build_pair, image_prompts
 from benchmarks.peaks import matmul_peak
 from benchmarks.results import Row, within
 from benchmarks.timing import interleaved, median, timed
-from vlm_jax.train.optimizer import make_optimizer
-from vlm_jax.train.recipe import Stage, trainable_filter
-from vlm_jax.train.step import TrainState, make_train_step
+from vlm_jax import sharding
+from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.train.recipe import Stage
+from vlm_jax.train.stage_state import StageState, build_stage_state
 
 LR, WEIGHT_DECAY, GRAD_CLIP = 1e-4, 0.1, 1.0
 LOSS_RTOL = 1e-5
@@ -37,23 +37,27 @@ LOSS_RTOL = 1e-5
 SETUPS = {"full": (4, 1024, 256), "quick": (2, 384, 64), "tiny": (2, 48, 8)}  # batch, seq_len, answer tokens
 
 
-def training_parts(model) -> tuple[nnx.GraphDef, nnx.State, nnx.State, optax.GradientTransformation]:
-    """``(graphdef, trainable, frozen, optimizer)`` of a one-stage recipe training every parameter of ``model``
-    (concrete or abstract) with the module docstring's settings."""
+def benchmark_state(model_cfg: VLMConfig, mesh: Mesh) -> StageState:
+    """The library's abstract train state (:func:`vlm_jax.train.stage_state.build_stage_state`) of a one-stage
+    recipe training every parameter with the module docstring's settings."""
     stage = Stage(name="benchmark", steps=10 ** 9, train=(".*",), lr=LR, warmup=0.0)
-    graphdef, trainable, frozen = nnx.split(model, trainable_filter(stage, nnx.state(model)), ...)
-    return graphdef, trainable, frozen, make_optimizer(stage, trainable, weight_decay=WEIGHT_DECAY,
-                                                       grad_clip=GRAD_CLIP)
+    return build_stage_state(model_cfg, stage, mesh, optimizer=dict(weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP))
 
 
-def jax_trainer(model):
+def one_device_mesh() -> Mesh:
+    return sharding.make_mesh(data=1, devices=jax.devices()[:1])
+
+
+def jax_trainer(model: VLM):
     """``step(batch) -> loss`` closure over vlm_jax's jitted train step and its (donated) state."""
-    graphdef, trainable, frozen, optimizer = training_parts(model)
-    state = [TrainState(jnp.asarray(0, jnp.int32), trainable, frozen, optimizer.init(trainable))]
-    step = jax.jit(make_train_step(graphdef, optimizer), donate_argnums=(0,))
+    mesh = one_device_mesh()
+    stage_state = benchmark_state(model.cfg, mesh)
+    state = [stage_state.create(nnx.state(model), 0)]
+    step = stage_state.jit_step()
 
     def run(batch):
-        state[0], metrics = step(state[0], batch)
+        with sharding.use_mesh(mesh):
+            state[0], metrics = step(state[0], batch)
         return float(jax.block_until_ready(metrics)["loss"])
 
     return run
