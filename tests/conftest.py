@@ -10,3 +10,7 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
 
 import vlm_jax  # noqa: E402,F401  (sets flax's variable-creation mode)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: longer than ~30 s on 2 cores (deselect with -m 'not slow')")
