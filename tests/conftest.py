@@ -9,7 +9,7 @@ import jax  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
 
-import vlm_jax  # noqa: E402,F401  (sets flax's variable-creation mode)
+import vlm_jax.nn  # noqa: E402,F401  (sets flax's variable-creation mode)
 
 
 def pytest_configure(config):
