@@ -25,6 +25,7 @@ from vlm_jax.lm import config as lm_presets
 from vlm_jax.lm.resize_vocab import padded_vocab
 from vlm_jax.vision import config as vit_presets
 
+LLAVA_HF_VOCAB, LLAVA_HF_IMAGE_TOKEN = 32064, 32000  # text_config.vocab_size, image_token_index of llava-hf
 LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
 
@@ -60,14 +61,16 @@ def with_added_image_token(llm: lm_presets.LMConfig) -> dict[str, Any]:
 def llava_15_7b(**overrides) -> dict[str, Any]:
     """LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf): CLIP-L/14-336 (layer -2, no CLS) + mlp2x_gelu + Vicuna-7B with
     llava-hf's vocabulary (32064 rows, ``<image>`` 32000); one 336 view."""
-    base = dict(vision=_asdict(vit_presets.clip_l14_336()), llm=_asdict(lm_presets.vicuna_7b(vocab_size=32064)),
+    llm = lm_presets.vicuna_7b().replace(vocab_size=LLAVA_HF_VOCAB)
+    base = dict(vision=_asdict(vit_presets.clip_l14_336()), llm=_asdict(llm),
                 projector=dict(kind="mlp2x_gelu"), select_layer=-2, layout="flat", max_views=1, global_view="none",
-                image_token_id=32000)
+                image_token_id=LLAVA_HF_IMAGE_TOKEN)
     return {**base, **overrides}
 
 
 def llava_next_7b(**overrides) -> dict[str, Any]:
-    """LLaVA-NeXT-7B (llava-hf/llava-v1.6-vicuna-7b-hf, vocabulary as LLaVA-1.5): as LLaVA-1.5 with anyres (≤ 4 tiles + base view), unpad + newline."""
+    """LLaVA-NeXT-7B (llava-hf/llava-v1.6-vicuna-7b-hf, vocabulary as LLaVA-1.5): as LLaVA-1.5 with anyres (≤ 4
+    tiles + base view), unpad + newline."""
     return llava_15_7b(**{"layout": "anyres", "max_views": 5, "global_view": "first", **overrides})
 
 
