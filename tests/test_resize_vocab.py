@@ -1,9 +1,14 @@
 """Vocabulary growth for an added image token against transformers' ``resize_token_embeddings`` (mean resizing).
 
-transformers samples the added rows from ``N(mean, 1e-9 · cov)`` with torch's RNG, so rows are compared to within
-that noise (``≈ 3e-5 · std`` of the rows, ≈ 1e-6 here); the distribution itself is checked against numpy.
+transformers samples the added rows from ``N(mean, 1e-9 · cov)`` with torch's RNG, so added rows are compared to
+within that noise (``≈ 3e-5 · std`` of the rows, :func:`_assert_rows_close`); the distribution itself is checked
+against numpy.
 """
 
+import dataclasses
+import json
+
+import hf_builders as hb
 import jax
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ from tokenizer_builders import write_llama3
 
 from vlm_jax.data.tokenizer import load_tokenizer
 from vlm_jax.interop.hf_lm import load_decoder_from_hf_dir
+from vlm_jax.interop.hf_vlm import load_base_weights, vlm_config_from_hf
 from vlm_jax.lm.config import LMConfig
 from vlm_jax.lm.decoder import Decoder
 from vlm_jax.lm.resize_vocab import (
@@ -21,12 +27,21 @@ from vlm_jax.lm.resize_vocab import (
     added_rows,
     fit_vocab_to_tokenizer,
     grow_rows,
+    load_with_grown_vocab,
     padded_vocab,
     resize_vocab,
 )
+from vlm_jax.model import VLM
 from vlm_jax.nn.attention_mask import causal_mask
 
-NOISE_ATOL = 1e-5  # two independent samples of N(mean, 1e-9 · cov) with row std 0.02: |Δ| ≲ 4e-6
+
+def _assert_rows_close(ours, ref, old_vocab: int) -> None:
+    """Old rows exact; added rows within 6σ of the difference of two independent samples of N(mean, 1e-9 · cov)
+    (σ = √(2 · 1e-9 · the largest variance of the old rows))."""
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    np.testing.assert_array_equal(ours[:old_vocab], ref[:old_vocab])
+    sigma = np.sqrt(2 * MEAN_RESIZING_EPSILON * ref[:old_vocab].astype(np.float64).var(0).max())
+    np.testing.assert_allclose(ours[old_vocab:], ref[old_vocab:], rtol=0, atol=6 * sigma)
 
 
 def _hf_llm(cls, config_cls, seed=0, **config):
@@ -84,13 +99,12 @@ def test_grown_decoder_matches_transformers(tmp_path, family):
     embed = np.asarray(ours.embedder.embedding[...])
     ref_embed = hf.get_input_embeddings().weight.detach().numpy()
     np.testing.assert_array_equal(embed[:128], old_embed)
-    np.testing.assert_allclose(embed[128:], ref_embed[128:], rtol=0, atol=NOISE_ATOL)
+    _assert_rows_close(embed, ref_embed, 128)
     mean = old_embed.mean(0)
     assert np.abs(ref_embed[128:] - mean).max() > 0 and np.abs(embed[128:] - mean).max() > 0  # both sampled
     if family == "llama":
         assert ours.lm_head is not None
-        head = np.asarray(ours.lm_head.kernel[...]).T
-        np.testing.assert_allclose(head, hf.lm_head.weight.detach().numpy(), rtol=0, atol=NOISE_ATOL)
+        _assert_rows_close(np.asarray(ours.lm_head.kernel[...]).T, hf.lm_head.weight.detach().numpy(), 128)
     else:
         assert ours.lm_head is None
 
@@ -150,9 +164,40 @@ def test_added_image_token_and_padding_match_transformers(tmp_path):
     assert hf_tok.encode("red<image>", add_special_tokens=False)[-1] == ours_tok.image_token_id
     for ours_table, ref in ((grown.embedder.embedding[...], hf.get_input_embeddings().weight),
                             (grown.lm_head.kernel[...].T, hf.lm_head.weight)):
-        np.testing.assert_allclose(np.asarray(ours_table), ref.detach().numpy(), rtol=0, atol=NOISE_ATOL)
+        _assert_rows_close(ours_table, ref.detach().numpy(), decoder.cfg.vocab_size)
     tokens = np.array([ours_tok.encode("red and blue circles")], np.int32)
     _assert_logits_close(_logits(grown, tokens), _hf_logits(hf, tokens), old_vocab=decoder.cfg.vocab_size)
+
+
+def test_loading_a_released_vlm_into_a_grown_vocabulary(tmp_path):
+    """``load_base_weights`` of a llava-hf checkpoint (128 rows) into a VLM built at 192 rows: the tables match
+    transformers' ``resize_token_embeddings(192)`` and the rows equal :func:`resize_vocab`'s for the same key."""
+    hf = hb.build_llava()
+    hf.save_pretrained(tmp_path)
+    with open(tmp_path / "config.json") as f:
+        cfg = vlm_config_from_hf(json.load(f))
+    cfg = dataclasses.replace(cfg, llm=cfg.llm.replace(vocab_size=192))
+    model = nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0)))
+    loaded = load_with_grown_vocab(model.llm, lambda: load_base_weights(model, str(tmp_path)), 128,
+                                   key=jax.random.key(5))
+    assert loaded[:2] == ["vision_tower", "language_model"]
+
+    small = load_decoder_from_hf_dir(_language_model_dir(hf, tmp_path / "lm"))
+    same_key = resize_vocab(nnx.state(small, nnx.Param), 192, key=jax.random.key(5), at=())
+    np.testing.assert_array_equal(model.llm.embedder.embedding[...], same_key["embedder"]["embedding"][...])
+    np.testing.assert_array_equal(model.llm.lm_head.kernel[...], same_key["lm_head"]["kernel"][...])
+    hf.resize_token_embeddings(192)
+    _assert_rows_close(model.llm.embedder.embedding[...], hf.get_input_embeddings().weight.detach().numpy(), 128)
+    _assert_rows_close(model.llm.lm_head.kernel[...].T, hf.get_output_embeddings().weight.detach().numpy(), 128)
+
+
+def _language_model_dir(hf_vlm, path) -> str:
+    """The LLM of ``hf_vlm`` as a LlamaForCausalLM directory (same weights)."""
+    lm = T.LlamaForCausalLM(hf_vlm.config.text_config)
+    lm.model.load_state_dict(hf_vlm.model.language_model.state_dict())
+    lm.lm_head.load_state_dict(hf_vlm.lm_head.state_dict())
+    lm.save_pretrained(path)
+    return str(path)
 
 
 def test_tables_large_enough_are_kept_and_shrinking_is_refused():

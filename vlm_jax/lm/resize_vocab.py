@@ -8,13 +8,21 @@ row is the mean. Sampling uses a JAX key, so the rows equal transformers' in dis
 differ from the mean by ``≈ 3e-5 · std``).
 
 Where it is called: a run that adds the image token to a checkpoint's tokenizer (``Tokenizer.with_image_token()``,
-Vicuna and Llama-3 starting points) loads the checkpoint's parameters at its own vocabulary, then
-``fit_vocab_to_tokenizer(params, tokenizer, key=..., pad_to_multiple_of=VOCAB_MULTIPLE)`` before the train state
-is built from them (``vlm_jax.train.loop._initial_params`` after ``load_base_weights``); the model config's
-``llm.vocab_size`` is the grown size (:func:`padded_vocab`), as in the paper presets (``vlm_jax.presets``).
+the papers' Vicuna and Llama-3 starting points) has a model config whose ``llm.vocab_size`` is the grown size
+(``padded_vocab(tokenizer.vocab_size)``, as in the paper presets of ``vlm_jax.presets``), larger than the
+checkpoint's tables. Two entry points, the same rows for the same key:
+
+* at load time, ``load_with_grown_vocab(model.llm, lambda: load_base_weights(model, hf_dir), checkpoint_vocab,
+  key=...)`` (``vlm_jax.train.loop._initial_params``; ``checkpoint_vocab`` = the checkpoint config's text
+  ``vocab_size``), or around any loader of the LLM;
+* on parameters already loaded at the checkpoint's vocabulary, ``fit_vocab_to_tokenizer(params, tokenizer,
+  key=..., pad_to_multiple_of=VOCAB_MULTIPLE)``, then ``nnx.merge`` with the graphdef of the grown config.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +30,7 @@ from flax import nnx
 
 MEAN_RESIZING_EPSILON = 1e-9  # transformers' scale of the old rows' covariance
 VOCAB_MULTIPLE = 64  # llava-hf's padding (32002 -> 32064); keeps the sharded vocab axis divisible
+T = TypeVar("T")
 
 
 def padded_vocab(num_tokens: int, multiple: int | None = VOCAB_MULTIPLE) -> int:
@@ -57,32 +66,38 @@ def grow_rows(table: jax.Array, vocab_size: int, key: jax.Array) -> jax.Array:
     return jnp.concatenate([table, added_rows(table, vocab_size - old, key)], axis=0)
 
 
+# the decoder's vocabulary tables: (module attribute, parameter, stored as [D, V] — the rows of HF's lm_head.weight)
+TABLES = (("embedder", "embedding", False), ("lm_head", "kernel", True))
+
+
+def _grow_table(value: jax.Array, transposed: bool, vocab_size: int, key: jax.Array) -> jax.Array:
+    grown = grow_rows(value.T if transposed else value, vocab_size, key)
+    return grown.T if transposed else grown
+
+
 def resize_vocab(params: nnx.State, vocab_size: int, *, key: jax.Array, at: tuple[str, ...] = ("llm",)) -> nnx.State:
     """``params`` with the decoder at path ``at`` grown to ``vocab_size`` tokens (``()`` for a bare Decoder).
 
-    Grows ``embedder.embedding [V, D]`` and, when untied, ``lm_head.kernel [D, V]`` (its columns are the rows of
-    transformers' ``lm_head.weight``), each with its own key. Other parameters are returned unchanged.
+    Grows ``embedder.embedding [V, D]`` and, when untied, ``lm_head.kernel [D, V]``, each with its own key. Other
+    parameters are returned unchanged.
     """
-    tables = {(*at, "embedder", "embedding"): False, (*at, "lm_head", "kernel"): True}  # path -> stored [D, V]
-    flat = nnx.to_flat_state(params)
-    embedding = dict(flat).get((*at, "embedder", "embedding"))
-    if embedding is None:
-        raise KeyError(f"no decoder embedding at {'/'.join(at) or 'the root'} of the parameters")
+    vocab_rows(params, at)  # a clear error when there is no decoder at ``at``
+    tables = {(*at, module, name): transposed for module, name, transposed in TABLES}
     keys = dict(zip(tables, jax.random.split(key, len(tables))))
     out = []
-    for path, var in flat:
+    for path, var in nnx.to_flat_state(params):
         if path in tables:
-            value = var.get_value()
-            transposed = tables[path]
-            grown = grow_rows(value.T if transposed else value, vocab_size, keys[path])
-            var = var.replace(grown.T if transposed else grown)
+            var = var.replace(_grow_table(var.get_value(), tables[path], vocab_size, keys[path]))
         out.append((path, var))
     return nnx.from_flat_state(out)
 
 
 def vocab_rows(params: nnx.State, at: tuple[str, ...] = ("llm",)) -> int:
-    """Rows of the decoder's embedding table at ``at``."""
-    return dict(nnx.to_flat_state(params))[(*at, "embedder", "embedding")].get_value().shape[0]
+    """Rows of the decoder's embedding table at path ``at`` of ``params``."""
+    embedding = dict(nnx.to_flat_state(params)).get((*at, "embedder", "embedding"))
+    if embedding is None:
+        raise KeyError(f"no decoder embedding at {'/'.join(at) or 'the root'} of the parameters")
+    return embedding.get_value().shape[0]
 
 
 def fit_vocab_to_tokenizer(params: nnx.State, tokenizer, *, key: jax.Array, pad_to_multiple_of: int | None = None,
@@ -93,3 +108,32 @@ def fit_vocab_to_tokenizer(params: nnx.State, tokenizer, *, key: jax.Array, pad_
     if vocab_rows(params, at) >= tokenizer.vocab_size:
         return params
     return resize_vocab(params, padded_vocab(tokenizer.vocab_size, pad_to_multiple_of), key=key, at=at)
+
+
+def load_with_grown_vocab(decoder: nnx.Module, load: Callable[[], T], checkpoint_vocab: int, *, key: jax.Array) -> T:
+    """Run ``load()``, which fills ``decoder`` (a :class:`vlm_jax.lm.decoder.Decoder`, possibly abstract, e.g. a
+    VLM's ``llm`` under ``load_base_weights``) from a checkpoint whose tables have ``checkpoint_vocab`` rows, when
+    the decoder is built at a larger ``cfg.vocab_size``: the tables take the checkpoint's shape for the load, then
+    grow to the decoder's vocabulary (:func:`grow_rows`) on their original sharding. Returns what ``load`` returns.
+    """
+    vocab_size = decoder.cfg.vocab_size
+    if checkpoint_vocab > vocab_size:
+        raise ValueError(f"the checkpoint has {checkpoint_vocab} vocabulary rows > the model's {vocab_size}")
+    if checkpoint_vocab == vocab_size:
+        return load()
+    tables = [(getattr(getattr(decoder, module), name), transposed) for module, name, transposed in TABLES
+              if getattr(decoder, module) is not None]  # lm_head is None when tied
+    originals = [var.get_value() for var, _ in tables]
+    for (var, transposed), original in zip(tables, originals):
+        dim = original.shape[0] if transposed else original.shape[1]
+        shape = (dim, checkpoint_vocab) if transposed else (checkpoint_vocab, dim)
+        var.set_value(jax.ShapeDtypeStruct(shape, original.dtype))
+    result = load()
+    for (var, transposed), original, table_key in zip(tables, originals, jax.random.split(key, len(TABLES))):
+        loaded = var.get_value()
+        if isinstance(loaded, jax.ShapeDtypeStruct):
+            raise ValueError("load() did not fill the decoder's vocabulary tables")
+        grown = _grow_table(loaded, transposed, vocab_size, table_key)
+        sharding = getattr(original, "sharding", None)
+        var.set_value(grown if sharding is None else jax.device_put(grown, sharding))
+    return result
