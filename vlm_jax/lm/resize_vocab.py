@@ -128,7 +128,12 @@ def load_with_grown_vocab(decoder: nnx.Module, load: Callable[[], T], checkpoint
         dim = original.shape[0] if transposed else original.shape[1]
         shape = (dim, checkpoint_vocab) if transposed else (checkpoint_vocab, dim)
         var.set_value(jax.ShapeDtypeStruct(shape, original.dtype))
-    result = load()
+    try:
+        result = load()
+    except BaseException:
+        for (var, _), original in zip(tables, originals):
+            var.set_value(original)
+        raise
     for (var, transposed), original, table_key in zip(tables, originals, jax.random.split(key, len(TABLES))):
         loaded = var.get_value()
         if isinstance(loaded, jax.ShapeDtypeStruct):
