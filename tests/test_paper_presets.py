@@ -35,9 +35,11 @@ def count(cfg):
 def test_real_size_preset_builds(name):
     cfg = VLMConfig.from_dict(load_config(name).model.to_dict())
     n = count(cfg)
-    base = {"sleighvl_2b": 2_205_754_368, "hires_llava_7b": 7_062_902_784, "inf_llava_8b": 8_030_261_248 + 303_507_456
-            + 1024 * 4096 + 4096 + 4096 * 4096 + 4096, "slime_8b": 8_030_261_248 + 303_507_456,
-            "slime_7b": 6_738_415_616 + 303_507_456}[name]
+    image_token_rows = 2 * 64 * 4096  # the image token padded to 64 rows, in embed_tokens and lm_head (presets.py)
+    base = {"sleighvl_2b": 2_205_754_368, "hires_llava_7b": 7_063_427_072, "inf_llava_8b": 8_030_261_248 + 303_507_456
+            + 1024 * 4096 + 4096 + 4096 * 4096 + 4096 + image_token_rows,
+            "slime_8b": 8_030_261_248 + 303_507_456 + image_token_rows,
+            "slime_7b": 6_738_415_616 + 303_507_456 + image_token_rows}[name]
     added = n - base
     if name == "sleighvl_2b":  # InternVL2-2B + exactly the GSWA module
         assert added == gswa_param_count(GSWAConfig(dim=1024, layers=2, heads=8), 1024) == 15_749_120

@@ -43,7 +43,7 @@ class VLMConfig:
       max_views: static views per example ``N_max`` (tiles + global view).
       global_view: where the whole-image view sits among the valid views: ``last`` (InternVL thumbnail),
         ``first`` (LLaVA-NeXT / UHD / SliME / HiRes-LLaVA), ``none``.
-      image_token_id: token id of the image placeholder in ``tokens``.
+      image_token_id: token id of the image placeholder in ``tokens``; must be ``< llm.vocab_size``.
       slice_restore, dem, self_mining, gswa, slime: optional stages (module docstring).
       precision: dtypes of every module the VLM builds (``vlm_jax.nn.precision``); overrides are keyed by
         :attr:`module_names`.
@@ -72,6 +72,12 @@ class VLMConfig:
             raise ValueError(f"VLMConfig.global_view={self.global_view!r}; known: {GLOBAL_VIEWS}")
         if self.keep_cls and self.projector.kind == "internvl":
             raise ValueError("the internvl projector needs a square patch map: keep_cls must be False")
+        if not 0 <= self.image_token_id < self.llm.vocab_size:
+            raise ValueError(
+                f"VLMConfig.image_token_id={self.image_token_id} is outside the LLM vocabulary [0, "
+                f"llm.vocab_size={self.llm.vocab_size}): its embedding lookup would read past the table (NaN rows). "
+                "Give the model a row for it: llm.vocab_size = the tokenizer's vocab_size after with_image_token() "
+                "(rows grown by vlm_jax.lm.resize_vocab), or the checkpoint's padded vocabulary (llava-hf: 32064)")
         if self.layout == "anyres" and self.max_views < 2:
             raise ValueError("anyres needs max_views >= 2 (base view + at least one tile)")
         stages.validate(self)

@@ -1,7 +1,8 @@
 """Decoder LLMs (Llama / Vicuna / Llama-3, Qwen2, InternLM2) and their KV cache.
 
 ``config`` (LMConfig + real-size presets), ``decoder`` (Decoder: embed / layers / logits),
-``block`` and ``attention`` (one scanned layer), ``kv_cache`` (KVCache with mask_ar groups).
+``block`` and ``attention`` (one scanned layer), ``kv_cache`` (KVCache with mask_ar groups), ``resize_vocab``
+(vocabulary growth for an added image token, as transformers' ``resize_token_embeddings``).
 Hugging Face import: ``vlm_jax.interop.hf_lm``.
 """
 
