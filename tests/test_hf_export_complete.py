@@ -1,0 +1,135 @@
+"""Complete HF exports (issue 10 item 6): tokenizer, generation and processor files beside the weights.
+
+Per family (LLaVA, LLaVA-NeXT, InternVL) a tiny perturbed transformers model with a Llama-3-layout checkpoint
+tokenizer (``tests/tokenizer_builders.py``, plus the family's image tokens) is saved, imported, and exported with the
+run's tokenizer, chat template and tiling. transformers' ``AutoProcessor`` and ``AutoModelForImageTextToText`` load
+the export; on an image + prompt the HF processor's ids and pixels equal ours, and HF's greedy answer equals
+``generate_text`` (the function behind ``vlm-jax generate``) on the same directory.
+"""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+import tokenizers
+import torch
+import transformers as T
+from PIL import Image
+from tokenizer_builders import write_llama3
+
+import hf_builders as hb
+from vlm_jax.data.tokenizer import load_tokenizer
+from vlm_jax.evaluate.generate_text import generate_text, prompt_batch
+from vlm_jax.evaluate.generation_setup import load_for_generation
+from vlm_jax.interop.hf_export import RunFiles, export_hf
+from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
+
+PROMPT = "What is in the image?"
+NEW_TOKENS = 8
+INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                   "video_token": "<video>"}
+# family -> (image tokens the tokenizer adds, tokenizer_config extra_special_tokens, tiling block, image (H, W))
+CASES = {
+    "llava": (["<image>"], {"image_token": "<image>"}, dict(kind="fixed", norm="clip"), (41, 27)),
+    "llava_next": (["<image>"], {"image_token": "<image>"}, dict(kind="anyres", norm="clip", pinpoints=hb.PINPOINTS),
+                   (30, 64)),
+    "internvl": (list(INTERNVL_TOKENS.values()), INTERNVL_TOKENS,
+                 dict(kind="internvl", norm="imagenet", max_tiles=4), (40, 90)),
+}
+
+
+def _tokenizer_dir(directory: str, image_tokens: list[str], extra: dict) -> str:
+    """Llama-3-layout tokenizer with ``image_tokens`` added as specials (tokenizer.json and its config agree)."""
+    write_llama3(directory)
+    path = os.path.join(directory, "tokenizer.json")
+    tok = tokenizers.Tokenizer.from_file(path)
+    tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in image_tokens])
+    tok.save(path)
+    config_path = os.path.join(directory, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    for t in image_tokens:
+        config["added_tokens_decoder"][str(tok.token_to_id(t))] = dict(
+            content=t, lstrip=False, normalized=False, rstrip=False, single_word=False, special=True)
+    config["extra_special_tokens"] = extra
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    return directory
+
+
+def _hf_model(family: str, vocab: int, image_id: int):
+    torch.manual_seed(3)
+    text = dict(hb.TEXT, vocab_size=vocab, max_position_embeddings=1024)
+    if family == "internvl":
+        cfg = T.InternVLConfig(vision_config=T.InternVLVisionConfig(**hb.INTERNVL_V), text_config=T.Qwen2Config(**text),
+                               image_token_id=image_id, image_seq_length=16, downsample_ratio=0.5)
+        return hb.perturb(T.InternVLForConditionalGeneration(cfg), 3)
+    common = dict(vision_config=T.CLIPVisionConfig(**hb.CLIP_V), text_config=T.LlamaConfig(**text),
+                  image_token_index=image_id, vision_feature_layer=-2, vision_feature_select_strategy="default")
+    if family == "llava":
+        return hb.perturb(T.LlavaForConditionalGeneration(T.LlavaConfig(image_seq_length=64, **common)), 3)
+    return hb.perturb(T.LlavaNextForConditionalGeneration(T.LlavaNextConfig(image_grid_pinpoints=hb.PINPOINTS,
+                                                                            **common)), 3)
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def exported(request, tmp_path_factory):
+    """(family, export directory, our generation config, the test image)."""
+    family = request.param
+    image_tokens, extra, tiling, size = CASES[family]
+    root = tmp_path_factory.mktemp(family)
+    tok_dir = _tokenizer_dir(str(root / "tokenizer"), image_tokens, extra)
+    tokenizer = load_tokenizer(tok_dir)
+    src, out = str(root / "src"), str(root / "export")
+    _hf_model(family, tokenizer.vocab_size, tokenizer.image_token_id).save_pretrained(src)
+    model = load_vlm_from_hf_dir(src)
+    files = export_hf(model, out, run=RunFiles(tokenizer, tok_dir, "checkpoint", tiling))
+    assert sorted(os.listdir(out)) == sorted(files)
+    config = ml_collections.ConfigDict(dict(data=dict(tiling=tiling, template="checkpoint")))
+    image = np.random.default_rng(5).integers(0, 256, (*size, 3), dtype=np.uint8)
+    return family, out, config, image
+
+
+def _hf_inputs(processor, image: np.ndarray) -> dict:
+    text = processor.tokenizer.apply_chat_template([{"role": "user", "content": f"<image>\n{PROMPT}"}],
+                                                   tokenize=False, add_generation_prompt=True)
+    if isinstance(processor, T.InternVLProcessor):  # its placeholder is the context token it expands
+        text = text.replace("<image>", processor.image_token)
+    # the rendered template already holds BOS, so no special tokens are added (as apply_chat_template(tokenize=True))
+    return processor(images=Image.fromarray(image), text=text, add_special_tokens=False, return_tensors="pt")
+
+
+def test_auto_classes_load_and_inputs_equal_ours(exported):
+    family, out, config, image = exported
+    processor = T.AutoProcessor.from_pretrained(out)
+    model, info = T.AutoModelForImageTextToText.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert type(model).__name__.lower().startswith(family.replace("_", ""))
+    inputs = _hf_inputs(processor, image)
+    bundle = load_for_generation(out, config)
+    batch = prompt_batch(bundle.tokenizer, bundle.processor, image, PROMPT, "checkpoint")
+    np.testing.assert_array_equal(batch["tokens"][0], inputs["input_ids"][0].numpy())
+    pixels = inputs["pixel_values"].numpy().reshape(-1, 3, *batch["pixels"].shape[2:4]).transpose(0, 2, 3, 1)
+    n = int(batch["tile_mask"][0].sum())
+    np.testing.assert_allclose(batch["pixels"][0, :n], pixels[:n], atol=1e-6, rtol=0)
+    assert processor.tokenizer.convert_tokens_to_ids("<|eot_id|>") in model.generation_config.eos_token_id
+
+
+def test_hf_greedy_answer_equals_vlm_jax_generate(exported):
+    family, out, config, image = exported
+    processor = T.AutoProcessor.from_pretrained(out)
+    model = T.AutoModelForImageTextToText.from_pretrained(out).eval()
+    inputs = _hf_inputs(processor, image)
+    with torch.no_grad():
+        hf_ids = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    hf_ids = hf_ids.tolist()
+    stops = set(model.generation_config.eos_token_id)
+    if hf_ids and hf_ids[-1] in stops:
+        hf_ids = hf_ids[:-1]
+    bundle = load_for_generation(out, config)
+    ours = generate_text(bundle.model, bundle.tokenizer, bundle.processor, image, PROMPT, bundle.template,
+                         max_new_tokens=NEW_TOKENS)
+    assert len(hf_ids) > 2
+    assert ours == processor.tokenizer.decode(hf_ids)
