@@ -92,6 +92,35 @@ def exported(request, tmp_path_factory):
     return family, out, config, image
 
 
+class _InternVLImagesOnly(T.InternVLProcessor):
+    """``InternVLProcessor`` without its video processor, which needs torchvision (not installable here)."""
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        if argument_name != "video_processor":
+            return super().check_argument_for_proper_class(argument_name, argument)
+        return None
+
+
+def _auto_processor(family: str, out: str):
+    """``AutoProcessor.from_pretrained(out)``; for InternVL (``AutoProcessor`` would load its video processor) the
+    processor of the exported ``processor_config.json`` over the image processor and tokenizer loaded by their Auto
+    classes from the export."""
+    if family != "internvl":
+        return T.AutoProcessor.from_pretrained(out)
+    with pytest.raises(ValueError, match="torchvision"):
+        T.AutoProcessor.from_pretrained(out)
+    with open(os.path.join(out, "processor_config.json")) as f:
+        kwargs = json.load(f)
+    assert kwargs.pop("processor_class") == "InternVLProcessor"
+    return _InternVLImagesOnly(image_processor=T.AutoImageProcessor.from_pretrained(out),
+                               tokenizer=T.AutoTokenizer.from_pretrained(out), video_processor=None, **kwargs)
+
+
+def _our_prompt(family: str) -> str:
+    """InternVL wraps the image in ``<img>…</img>`` (its processor and the original ``chat``); LLaVA does not."""
+    return f"<img><image></img>\n{PROMPT}" if family == "internvl" else PROMPT
+
+
 def _hf_inputs(processor, image: np.ndarray) -> dict:
     text = processor.tokenizer.apply_chat_template([{"role": "user", "content": f"<image>\n{PROMPT}"}],
                                                    tokenize=False, add_generation_prompt=True)
@@ -103,13 +132,13 @@ def _hf_inputs(processor, image: np.ndarray) -> dict:
 
 def test_auto_classes_load_and_inputs_equal_ours(exported):
     family, out, config, image = exported
-    processor = T.AutoProcessor.from_pretrained(out)
+    processor = _auto_processor(family, out)
     model, info = T.AutoModelForImageTextToText.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     assert type(model).__name__.lower().startswith(family.replace("_", ""))
     inputs = _hf_inputs(processor, image)
     bundle = load_for_generation(out, config)
-    batch = prompt_batch(bundle.tokenizer, bundle.processor, image, PROMPT, "checkpoint")
+    batch = prompt_batch(bundle.tokenizer, bundle.processor, image, _our_prompt(family), "checkpoint")
     np.testing.assert_array_equal(batch["tokens"][0], inputs["input_ids"][0].numpy())
     pixels = inputs["pixel_values"].numpy().reshape(-1, 3, *batch["pixels"].shape[2:4]).transpose(0, 2, 3, 1)
     n = int(batch["tile_mask"][0].sum())
@@ -119,7 +148,7 @@ def test_auto_classes_load_and_inputs_equal_ours(exported):
 
 def test_hf_greedy_answer_equals_vlm_jax_generate(exported):
     family, out, config, image = exported
-    processor = T.AutoProcessor.from_pretrained(out)
+    processor = _auto_processor(family, out)
     model = T.AutoModelForImageTextToText.from_pretrained(out).eval()
     inputs = _hf_inputs(processor, image)
     with torch.no_grad():
@@ -129,7 +158,7 @@ def test_hf_greedy_answer_equals_vlm_jax_generate(exported):
     if hf_ids and hf_ids[-1] in stops:
         hf_ids = hf_ids[:-1]
     bundle = load_for_generation(out, config)
-    ours = generate_text(bundle.model, bundle.tokenizer, bundle.processor, image, PROMPT, bundle.template,
+    ours = generate_text(bundle.model, bundle.tokenizer, bundle.processor, image, _our_prompt(family), bundle.template,
                          max_new_tokens=NEW_TOKENS)
     assert len(hf_ids) > 2
     assert ours == processor.tokenizer.decode(hf_ids)
