@@ -10,6 +10,7 @@ the export; on an image + prompt the HF processor's ids and pixels equal ours, a
 import json
 import os
 
+import hf_builders as hb
 import ml_collections
 import numpy as np
 import pytest
@@ -19,10 +20,10 @@ import transformers as T
 from PIL import Image
 from tokenizer_builders import write_llama3
 
-import hf_builders as hb
 from vlm_jax.data.tokenizer import load_tokenizer
 from vlm_jax.evaluate.generate_text import generate_text, prompt_batch
 from vlm_jax.evaluate.generation_setup import load_for_generation
+from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.hf_export import RunFiles, export_hf
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
 
@@ -162,3 +163,27 @@ def test_hf_greedy_answer_equals_vlm_jax_generate(exported):
                          max_new_tokens=NEW_TOKENS)
     assert len(hf_ids) > 2
     assert ours == processor.tokenizer.decode(hf_ids)
+
+
+# family -> (a tiling transformers' processor cannot reproduce for the exported model, what the refusal names)
+UNEXPRESSIBLE_TILING = {"llava": (dict(kind="internvl", max_tiles=1, norm="clip"), "fixed 1x1"),
+                        "llava_next": (dict(kind="uhd", max_slices=2, norm="clip"), "anyres tiler"),
+                        "internvl": (dict(kind="fixed", rows=2, cols=2, global_view="last", norm="imagenet"),
+                                     "internvl tiler")}
+
+
+def test_runs_transformers_cannot_reproduce_are_refused_before_writing(exported, tmp_path):
+    family, out, config, _ = exported
+    model, tokenizer = load_vlm_from_hf_dir(out), load_tokenizer(out)
+    tiling, message = UNEXPRESSIBLE_TILING[family]
+    with pytest.raises(NotExportable, match=message):
+        export_hf(model, str(tmp_path / "tiling"), run=RunFiles(tokenizer, out, "checkpoint", tiling))
+    if family == "llava_next":  # given pinpoints the run's tiler does not use
+        with pytest.raises(NotExportable, match="pinpoints"):
+            export_hf(model, str(tmp_path / "tiling"), image_grid_pinpoints=[[32, 64]],
+                      run=RunFiles(tokenizer, out, "checkpoint", dict(config.data.tiling)))
+    no_image_token = load_tokenizer(write_llama3(str(tmp_path / "plain_tokenizer")))
+    with pytest.raises(NotExportable, match="no image token"):
+        export_hf(model, str(tmp_path / "tokenizer"), run=RunFiles(no_image_token, str(tmp_path / "plain_tokenizer"),
+                                                                  "checkpoint", dict(config.data.tiling)))
+    assert not os.path.exists(tmp_path / "tiling") and not os.path.exists(tmp_path / "tokenizer")

@@ -93,9 +93,10 @@ def run_files(run: RunFiles, cfg: VLMConfig, family: str, config: Mapping[str, A
     return files
 
 
-def _pinpoints(run: RunFiles | None, given: Sequence[Sequence[int]] | None) -> Sequence[Sequence[int]] | None:
+def _pinpoints(family: str, run: RunFiles | None,
+              given: Sequence[Sequence[int]] | None) -> Sequence[Sequence[int]] | None:
     """The LLaVA-NeXT pinpoints: the given ones, else those of the run's anyres tiler (if any)."""
-    if given is not None or run is None or run.tiling.get("kind") != "anyres":
+    if given is not None or family != "llava_next" or run is None or run.tiling.get("kind") != "anyres":
         return given
     return run.tiling.get("pinpoints")
 
@@ -122,7 +123,7 @@ def export_hf(model: VLM, out_dir: str, *, family: str | None = None,
     Self-Mining, DEM, SliME) or settings its config cannot express.
     """
     family = infer_family(model.cfg) if family is None else family
-    config = hf_config(model.cfg, family, image_grid_pinpoints=_pinpoints(run, image_grid_pinpoints),
+    config = hf_config(model.cfg, family, image_grid_pinpoints=_pinpoints(family, run, image_grid_pinpoints),
                        extra_config=extra_config)
     config["dtype"] = dtype
     tensors = plan_tensors(model, dtype)
