@@ -27,8 +27,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vlm_jax.data.templates import CHECKPOINT_TEMPLATE, TEMPLATES
 from vlm_jax.data.tokenizer import MissingImageTokenError, Tokenizer
 from vlm_jax.interop.apply_mapping import plan_export
+from vlm_jax.interop.chat_template_export import named_chat_template
 from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.generation_config_export import GENERATION_CONFIG_FILE, generation_config
 from vlm_jax.interop.hf_config_export import hf_config, infer_family
@@ -88,7 +90,9 @@ def run_files(run: RunFiles, cfg: VLMConfig, family: str, config: Mapping[str, A
     _check_tokenizer(run.tokenizer, cfg)
     jsons = processor_files(family, run.tiling, cfg, config, run.tokenizer.image_token)
     jsons[GENERATION_CONFIG_FILE] = generation_config(run.tokenizer, run.template)
-    files = tokenizer_files(run.tokenizer_source, run.tokenizer)
+    template = (run.tokenizer.chat_template if run.template == CHECKPOINT_TEMPLATE
+                else named_chat_template(TEMPLATES[run.template], run.tokenizer.image_token))
+    files = tokenizer_files(run.tokenizer_source, run.tokenizer, template)
     files.update({name: json.dumps(value, indent=2, sort_keys=True).encode() for name, value in jsons.items()})
     return files
 

@@ -9,8 +9,9 @@ The run's tokenizer (``config.data.tokenizer``, :func:`~vlm_jax.run_config.build
   prepends nothing (``add_prefix_space: false``, the models :func:`~vlm_jax.data.tokenizer.train_tokenizer`
   makes have no dummy prefix).
 
-``config_updates`` are merged into ``tokenizer_config.json`` (e.g. InternVL's image tokens). The chat template the
-tokenizer has is also written to ``chat_template.jinja``, which both the tokenizer and the processor read.
+The run's chat template (the tokenizer's own, or a named template rendered by
+:mod:`~vlm_jax.interop.chat_template_export`) is written to ``chat_template.jinja``, which both the tokenizer and
+the processor read (before any ``chat_template`` of ``tokenizer_config.json``).
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def _bare_files(model_path: str, tokenizer: Tokenizer) -> dict[str, bytes]:
     return {SENTENCEPIECE_MODEL: _read(model_path), TOKENIZER_CONFIG: _json_bytes(config)}
 
 
-def tokenizer_files(source: str, tokenizer: Tokenizer,
-                    config_updates: Mapping[str, Any] | None = None) -> dict[str, bytes]:
-    """``{file name: bytes}`` of the tokenizer loaded from ``source`` (module docstring); nothing is written."""
+def tokenizer_files(source: str, tokenizer: Tokenizer, chat_template: str | None) -> dict[str, bytes]:
+    """``{file name: bytes}`` of the tokenizer loaded from ``source`` with the run's ``chat_template`` (module
+    docstring); nothing is written."""
     if _is_bare_model(source):
         model = source if os.path.isfile(source) else os.path.join(source, SENTENCEPIECE_MODEL)
         files = _bare_files(model, tokenizer)
@@ -67,9 +68,6 @@ def tokenizer_files(source: str, tokenizer: Tokenizer,
         directory = source if os.path.isdir(source) else os.path.dirname(source)
         files = {name: _read(os.path.join(directory, name)) for name in TOKENIZER_FILES
                  if os.path.isfile(os.path.join(directory, name))}
-    if config_updates:
-        config = json.loads(files.get(TOKENIZER_CONFIG, b"{}"))
-        files[TOKENIZER_CONFIG] = _json_bytes({**config, **config_updates})
-    if tokenizer.chat_template is not None:
-        files[CHAT_TEMPLATE_FILE] = tokenizer.chat_template.encode("utf-8")
+    if chat_template is not None:
+        files[CHAT_TEMPLATE_FILE] = chat_template.encode("utf-8")
     return files
