@@ -288,24 +288,25 @@ def test_cli_exports_a_training_run(tmp_path):
 
 
 def _check_run_files(workdir: str, out: str, hf) -> None:
-    """The run's tokenizer (the embedded default) loads with ``AutoProcessor`` and encodes as ours; on the run's
-    prompt ids and the HF image processor's pixels, HF's greedy answer is ``generate_text``'s on the workdir."""
+    """The run's tokenizer (the embedded default) and chat template (chatml) load with ``AutoProcessor``: its prompt
+    ids and pixels for an image + question are ours, and HF's greedy answer is ``generate_text``'s on the workdir."""
     from vlm_jax.evaluate.generate_text import generate_text, prompt_batch
     from vlm_jax.evaluate.generation_setup import load_for_generation
 
     processor = T.AutoProcessor.from_pretrained(out)
     bundle = load_for_generation(workdir)
-    texts = ["<image>\nHow many red circles are there?", "  two  spaces\n\n and 123 <|im_start|>"]
-    for text in texts:
-        assert processor.tokenizer.encode(text, add_special_tokens=False) == bundle.tokenizer.encode(text)
+    assert bundle.template == "chatml"
     image = np.random.default_rng(2).integers(0, 256, (37, 23, 3), dtype=np.uint8)
     prompt = "What is at the top left?"
+    content = [{"type": "image"}, {"type": "text", "text": prompt}]
+    text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    inputs = processor(images=Image.fromarray(image), text=text, add_special_tokens=False, return_tensors="pt")
     batch = prompt_batch(bundle.tokenizer, bundle.processor, image, prompt, bundle.template)
-    pixels = processor.image_processor(Image.fromarray(image), return_tensors="pt")["pixel_values"]
-    np.testing.assert_allclose(pixels.numpy().transpose(0, 2, 3, 1), batch["pixels"][0, :1], atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(inputs["input_ids"][0].numpy(), batch["tokens"][0])
+    pixels = inputs["pixel_values"].numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(pixels, batch["pixels"][0, :1], atol=1e-6, rtol=0)
     with torch.no_grad():
-        new = hf.generate(input_ids=torch.tensor(batch["tokens"]).long(), pixel_values=pixels, max_new_tokens=6,
-                          do_sample=False)[0, batch["tokens"].shape[1]:].tolist()
+        new = hf.generate(**inputs, max_new_tokens=6, do_sample=False)[0, batch["tokens"].shape[1]:].tolist()
     if new[-1] in hf.generation_config.eos_token_id:
         new = new[:-1]
     with sharding.use_mesh(bundle.mesh):
