@@ -35,13 +35,15 @@ from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.generation_config_export import GENERATION_CONFIG_FILE, generation_config
 from vlm_jax.interop.hf_config_export import hf_config, infer_family
 from vlm_jax.interop.mappings.vlms import family_of, vlm_keys
-from vlm_jax.interop.processor_export import processor_files
+from vlm_jax.interop.processor_export import IMAGE_PROCESSOR_FILE, PROCESSOR_FILE, processor_files
 from vlm_jax.interop.safetensors_writer import PlannedTensor, check_dtype, write_safetensors
-from vlm_jax.interop.tokenizer_export import tokenizer_files
+from vlm_jax.interop.tokenizer_export import TOKENIZER_FILES, tokenizer_files
 from vlm_jax.model import VLM
 from vlm_jax.model_config import VLMConfig
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 2 ** 30  # transformers' default max_shard_size ("5GB")
+# every file besides the weights an export may write
+COMPANION_FILES = (*TOKENIZER_FILES, IMAGE_PROCESSOR_FILE, PROCESSOR_FILE, GENERATION_CONFIG_FILE, "config.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +136,9 @@ def export_hf(model: VLM, out_dir: str, *, family: str | None = None,
     extra = {} if run is None else run_files(run, model.cfg, family, config)
     files = write_safetensors(tensors, out_dir, max_shard_bytes)
     extra["config.json"] = json.dumps(config, indent=2, sort_keys=True).encode()
+    for name in set(COMPANION_FILES) - set(extra):  # an earlier export's files would be read with ours
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
     for name, content in extra.items():
         with open(os.path.join(out_dir, name), "wb") as f:
             f.write(content)
