@@ -187,3 +187,16 @@ def test_runs_transformers_cannot_reproduce_are_refused_before_writing(exported,
         export_hf(model, str(tmp_path / "tokenizer"), run=RunFiles(no_image_token, str(tmp_path / "plain_tokenizer"),
                                                                   "checkpoint", dict(config.data.tiling)))
     assert not os.path.exists(tmp_path / "tiling") and not os.path.exists(tmp_path / "tokenizer")
+
+
+def test_reexport_replaces_the_run_files(exported, tmp_path):
+    """A run exported over an earlier export with a SentencePiece tokenizer leaves no stale ``tokenizer.model``
+    (AutoTokenizer would read it); a weights-only export leaves the directory's other files alone."""
+    family, out, config, _ = exported
+    model = load_vlm_from_hf_dir(out)
+    (tmp_path / "tokenizer.model").write_bytes(b"an earlier export's tokenizer")
+    export_hf(model, str(tmp_path))
+    assert (tmp_path / "tokenizer.model").exists()
+    files = export_hf(model, str(tmp_path), run=RunFiles(load_tokenizer(out), out, "checkpoint",
+                                                         dict(config.data.tiling)))
+    assert "tokenizer.json" in files and sorted(os.listdir(tmp_path)) == sorted(files)

@@ -123,7 +123,9 @@ def export_hf(model: VLM, out_dir: str, *, family: str | None = None,
       max_shard_bytes: above this many bytes the weights are split into ``model-0000i-of-0000n`` files
         with a ``model.safetensors.index.json``.
       dtype: ``"float32"`` or ``"bfloat16"`` (tensors rounded to nearest even; ``config.json`` ``dtype``).
-      run: the run's tokenizer, template and tiling; None writes the weights and ``config.json`` only.
+      run: the run's tokenizer, template and tiling (run files of an earlier export that this one does not write,
+        e.g. a ``tokenizer.json`` beside a new ``tokenizer.model``, are removed); None writes the weights and
+        ``config.json`` only.
 
     Raises :class:`NotExportable` for models with stages that transformers lacks (GSWA, SliceRestore,
     Self-Mining, DEM, SliME) or settings its config cannot express.
@@ -136,7 +138,8 @@ def export_hf(model: VLM, out_dir: str, *, family: str | None = None,
     extra = {} if run is None else run_files(run, model.cfg, family, config)
     files = write_safetensors(tensors, out_dir, max_shard_bytes)
     extra["config.json"] = json.dumps(config, indent=2, sort_keys=True).encode()
-    for name in set(COMPANION_FILES) - set(extra):  # an earlier export's files would be read with ours
+    stale = set(COMPANION_FILES) - set(extra) if run is not None else set()  # an earlier export's run files
+    for name in stale:
         if os.path.isfile(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
     for name, content in extra.items():
