@@ -4,10 +4,13 @@ The run's tokenizer (``config.data.tokenizer``, :func:`~vlm_jax.run_config.build
 
 * a checkpoint tokenizer (a directory, or a ``tokenizer.json`` with its config files beside it): its files
   (:data:`TOKENIZER_FILES`) are copied unchanged, or
-* a bare SentencePiece model (the embedded default, or a config naming a ``tokenizer.model``): it is written as
+* a bare SentencePiece model (the embedded default, or a config naming a ``tokenizer.model``;
+  :func:`~vlm_jax.data.tokenizer.bare_model_path`): it is written as
   ``tokenizer.model`` with a ``tokenizer_config.json`` declaring its control tokens and a ``LlamaTokenizer`` that
-  prepends nothing (``add_prefix_space: false``, the models :func:`~vlm_jax.data.tokenizer.train_tokenizer`
-  makes have no dummy prefix).
+  prepends nothing (``add_prefix_space: false``). Only models without normalisation, whitespace folding or dummy
+  prefix (as :func:`~vlm_jax.data.tokenizer.train_tokenizer` makes them) are accepted: SentencePiece's own
+  encoding of the others (a leading ``▁`` before user-defined pieces and spaces) has no ``LlamaTokenizer``
+  setting, so they are refused.
 
 The run's chat template (the tokenizer's own, or a named template rendered by
 :mod:`~vlm_jax.interop.chat_template_export`) is written to ``chat_template.jinja``, which both the tokenizer and
@@ -21,7 +24,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from vlm_jax.data.tokenizer import Tokenizer
+from sentencepiece import sentencepiece_model_pb2
+
+from vlm_jax.data.tokenizer import Tokenizer, bare_model_path
 from vlm_jax.data.tokenizer_files import (
     ADDED_TOKENS,
     SENTENCEPIECE_MODEL,
@@ -29,6 +34,7 @@ from vlm_jax.data.tokenizer_files import (
     TOKENIZER_CONFIG,
     TOKENIZER_JSON,
 )
+from vlm_jax.interop.errors import NotExportable
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 TOKENIZER_FILES = (TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP, ADDED_TOKENS, TOKENIZER_JSON, SENTENCEPIECE_MODEL,
@@ -44,25 +50,25 @@ def _json_bytes(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-def _is_bare_model(source: str) -> bool:
-    """As :func:`~vlm_jax.data.tokenizer.load_tokenizer`: a non-JSON file, or a directory holding only a model."""
-    if os.path.isfile(source):
-        return not source.endswith(".json")
-    return [os.path.isfile(os.path.join(source, n)) for n in (SENTENCEPIECE_MODEL, TOKENIZER_CONFIG, TOKENIZER_JSON)
-            ] == [True, False, False]
-
-
 def _bare_files(model_path: str, tokenizer: Tokenizer) -> dict[str, bytes]:
-    config = dict(tokenizer.special_tokens, tokenizer_class="LlamaTokenizer", add_prefix_space=False, legacy=False,
+    model = _read(model_path)
+    normalizer = sentencepiece_model_pb2.ModelProto.FromString(model).normalizer_spec
+    if normalizer.name not in ("identity", "") or normalizer.remove_extra_whitespaces or normalizer.add_dummy_prefix:
+        raise NotExportable(f"{model_path}: a bare SentencePiece model with normalisation rule {normalizer.name!r}, "
+                            f"remove_extra_whitespaces={normalizer.remove_extra_whitespaces}, add_dummy_prefix="
+                            f"{normalizer.add_dummy_prefix} encodes differently from any transformers LlamaTokenizer "
+                            "(it needs identity, no folding, no dummy prefix); give the run its checkpoint's tokenizer "
+                            "directory (config.data.tokenizer)")
+    config = dict(tokenizer.special_tokens, tokenizer_class="LlamaTokenizer", legacy=False, add_prefix_space=False,
                   add_bos_token=False, add_eos_token=False, clean_up_tokenization_spaces=False)
-    return {SENTENCEPIECE_MODEL: _read(model_path), TOKENIZER_CONFIG: _json_bytes(config)}
+    return {SENTENCEPIECE_MODEL: model, TOKENIZER_CONFIG: _json_bytes(config)}
 
 
 def tokenizer_files(source: str, tokenizer: Tokenizer, chat_template: str | None) -> dict[str, bytes]:
     """``{file name: bytes}`` of the tokenizer loaded from ``source`` with the run's ``chat_template`` (module
     docstring); nothing is written."""
-    if _is_bare_model(source):
-        model = source if os.path.isfile(source) else os.path.join(source, SENTENCEPIECE_MODEL)
+    model = bare_model_path(source)
+    if model is not None:
         files = _bare_files(model, tokenizer)
     else:
         directory = source if os.path.isdir(source) else os.path.dirname(source)
