@@ -186,6 +186,11 @@ def test_runs_transformers_cannot_reproduce_are_refused_before_writing(exported,
     with pytest.raises(NotExportable, match="no image token"):
         export_hf(model, str(tmp_path / "tokenizer"), run=RunFiles(no_image_token, str(tmp_path / "plain_tokenizer"),
                                                                   "checkpoint", dict(config.data.tiling)))
+    if family == "internvl":  # the image tokens, but not declared for InternVLProcessor
+        undeclared = load_tokenizer(_tokenizer_dir(str(tmp_path / "undeclared"), CASES[family][0], {}))
+        with pytest.raises(NotExportable, match="start_image_token"):
+            export_hf(model, str(tmp_path / "tokenizer"), run=RunFiles(undeclared, str(tmp_path / "undeclared"),
+                                                                      "checkpoint", dict(config.data.tiling)))
     assert not os.path.exists(tmp_path / "tiling") and not os.path.exists(tmp_path / "tokenizer")
 
 

@@ -90,7 +90,7 @@ def _check_tokenizer(tokenizer: Tokenizer, cfg: VLMConfig) -> None:
 def run_files(run: RunFiles, cfg: VLMConfig, family: str, config: Mapping[str, Any]) -> dict[str, bytes]:
     """``{file name: bytes}`` of the tokenizer, generation and processor files (module docstring)."""
     _check_tokenizer(run.tokenizer, cfg)
-    jsons = processor_files(family, run.tiling, cfg, config, run.tokenizer.image_token)
+    jsons = processor_files(family, run.tiling, cfg, config, run.tokenizer)
     jsons[GENERATION_CONFIG_FILE] = generation_config(run.tokenizer, run.template)
     template = (run.tokenizer.chat_template if run.template == CHECKPOINT_TEMPLATE
                 else named_chat_template(TEMPLATES[run.template], run.tokenizer.image_token))

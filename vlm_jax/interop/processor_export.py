@@ -16,7 +16,8 @@ pixel (PIL bicubic resizes, spec/parity.md §2), one entry per family in :data:`
   ===========  ==========================  ============================================================
 
 Any other tiler (or option the HF processor has no setting for, e.g. InternVL without thumbnail) is refused with
-:class:`~vlm_jax.interop.errors.NotExportable` naming it. Mean/std come from ``tiling.norm``.
+:class:`~vlm_jax.interop.errors.NotExportable` naming it, and so is an InternVL run whose tokenizer does not declare
+the tokens ``InternVLProcessor`` reads (:data:`INTERNVL_TOKENS`). Mean/std come from ``tiling.norm``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vlm_jax.data.processor import ImageProcessor
+from vlm_jax.data.tokenizer import Tokenizer
 from vlm_jax.interop.errors import NotExportable
 from vlm_jax.model_config import VLMConfig
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
+INTERNVL_TOKENS = ("start_image_token", "end_image_token", "context_image_token", "video_token")
 
 
 def _image_processor(kind: str, processor: ImageProcessor, **fields: Any) -> dict[str, Any]:
@@ -70,6 +73,18 @@ def _llava_next(processor: ImageProcessor, cfg: VLMConfig, hf_config: Mapping[st
     return image, dict(processor_class="LlavaNextProcessor", **_llava_text_side(cfg, hf_config))
 
 
+def _check_internvl_tokens(tokenizer: Tokenizer) -> None:
+    """``InternVLProcessor`` reads these tokens from the tokenizer config (``extra_special_tokens``)."""
+    missing = [key for key in INTERNVL_TOKENS if key not in tokenizer.special_tokens]
+    if missing:
+        raise NotExportable(f"InternVLProcessor needs the tokenizer tokens {missing} (tokenizer_config.json "
+                            "extra_special_tokens, as in the llava-hf style InternVL checkpoints); the run's tokenizer "
+                            f"{tokenizer.model_path} does not declare them")
+    if tokenizer.special_tokens["context_image_token"] != tokenizer.image_token:
+        raise NotExportable(f"the tokenizer's context_image_token {tokenizer.special_tokens['context_image_token']!r} "
+                            f"is not its image token {tokenizer.image_token!r}")
+
+
 def _internvl(processor: ImageProcessor, cfg: VLMConfig, hf_config: Mapping[str, Any]) -> tuple[dict, dict]:
     options = processor.tiler.options
     if processor.kind != "internvl" or not options["thumbnail"]:
@@ -87,10 +102,10 @@ PROCESSORS: dict[str, Callable[[ImageProcessor, VLMConfig, Mapping[str, Any]], t
 
 
 def processor_files(family: str, tiling: Mapping[str, Any], cfg: VLMConfig, hf_config: Mapping[str, Any],
-                    image_token: str) -> dict[str, dict[str, Any]]:
-    """``{file name: content}`` of the processor files of ``family`` for the run's ``tiling`` block (module
-    docstring for what is accepted). ``hf_config`` is the exported ``config.json`` (the processor must count
-    tokens as the model does); ``image_token`` is the placeholder text the tokenizer maps to the image id.
+                    tokenizer: Tokenizer) -> dict[str, dict[str, Any]]:
+    """``{file name: content}`` of the processor files of ``family`` for the run's ``tiling`` block and
+    ``tokenizer`` (module docstring for what is accepted). ``hf_config`` is the exported ``config.json`` (the
+    processor must count tokens as the model does).
     """
     if family not in PROCESSORS:
         raise NotExportable(f"no processor export for family {family!r}; known: {sorted(PROCESSORS)}")
@@ -99,6 +114,8 @@ def processor_files(family: str, tiling: Mapping[str, Any], cfg: VLMConfig, hf_c
     except ValueError as e:
         raise NotExportable(f"the run's tiling {dict(tiling)} does not fit the model: {e}") from e
     image, text = PROCESSORS[family](processor, cfg, hf_config)
-    if family != "internvl":  # InternVLProcessor reads its tokens from the tokenizer (tokenizer_export)
-        text["image_token"] = image_token
+    if family == "internvl":  # InternVLProcessor reads its tokens from the tokenizer
+        _check_internvl_tokens(tokenizer)
+    else:
+        text["image_token"] = tokenizer.image_token
     return {IMAGE_PROCESSOR_FILE: image, PROCESSOR_FILE: text}
