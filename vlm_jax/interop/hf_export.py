@@ -127,8 +127,9 @@ def export_hf(model: VLM, out_dir: str, *, family: str | None = None,
         e.g. a ``tokenizer.json`` beside a new ``tokenizer.model``, are removed); None writes the weights and
         ``config.json`` only.
 
-    Raises :class:`NotExportable` for models with stages that transformers lacks (GSWA, SliceRestore,
-    Self-Mining, DEM, SliME) or settings its config cannot express.
+    Raises :class:`NotExportable` (before writing anything) for models with stages that transformers lacks (GSWA,
+    SliceRestore, Self-Mining, DEM, SliME), settings its config cannot express, or with ``run`` a tiler, tokenizer or
+    image token its processor cannot reproduce; ``ValueError`` for an unknown ``dtype``.
     """
     family = infer_family(model.cfg) if family is None else family
     config = hf_config(model.cfg, family, image_grid_pinpoints=_pinpoints(family, run, image_grid_pinpoints),
