@@ -22,12 +22,13 @@ import pytest
 import torch
 import transformers as T
 from flax import nnx
+from PIL import Image
 from safetensors import safe_open
 from transformers.models.llava_next.modeling_llava_next import (
     get_anyres_image_grid_shape,
 )
 
-from vlm_jax import presets
+from vlm_jax import presets, sharding
 from vlm_jax.interop.hf_config_export import NotExportable, default_pinpoints, hf_config
 from vlm_jax.interop.hf_export import export_hf
 from vlm_jax.interop.hf_vlm import load_vlm_from_hf_dir
@@ -188,12 +189,16 @@ def test_change_made_in_jax_reaches_transformers(round_trips, tmp_path):
     assert float(jnp.abs(case["ours"].projector.linear_2.bias[...] - bias[...]).max()) > 0.04
 
 
-@pytest.mark.parametrize("preset, stage", [("sleighvl_2b", "gswa"), ("hires_llava_7b", "slice_restore"),
-                                           ("inf_llava_8b", "dem"), ("slime_7b", "slime")])
-def test_stages_without_hf_equivalent_are_refused(preset, stage):
+@pytest.mark.parametrize("preset, stages", [
+    ("sleighvl_2b", ["gswa"]), ("hires_llava_7b", ["slice_restore", "self_mining"]), ("inf_llava_8b", ["dem"]),
+    ("slime_7b", ["slime"]), ("slime_8b", ["slime"])])
+def test_stages_without_hf_equivalent_are_refused(preset, stages):
+    """Every paper preset is refused, the message naming each of its modules (and only those)."""
     cfg = VLMConfig.from_dict(getattr(presets, preset)())
-    with pytest.raises(NotExportable, match=stage):
+    with pytest.raises(NotExportable, match="module") as err:
         hf_config(cfg, "internvl" if preset == "sleighvl_2b" else "llava")
+    named = {s for s in ("gswa", "slice_restore", "self_mining", "dem", "slime") if s in str(err.value)}
+    assert named == set(stages), str(err.value)
 
 
 def test_export_hf_refuses_before_writing(round_trips, tmp_path):
@@ -221,7 +226,8 @@ def test_settings_the_hf_config_cannot_express_are_refused(change, message, roun
 
 
 def _tiny_llava_train_config(steps: int):
-    """``configs/tiny_entitygrid.py`` shrunk like ``tests/test_train.py`` with a CLIP tower + mlp2x_gelu."""
+    """``configs/tiny_entitygrid.py`` shrunk like ``tests/test_train.py`` with a CLIP tower + mlp2x_gelu and LLaVA's
+    one stretched view per image (``fixed`` tiler, CLIP normalisation)."""
     import importlib.util
 
     path = os.path.join(ROOT, "configs", "tiny_entitygrid.py")
@@ -231,10 +237,11 @@ def _tiny_llava_train_config(steps: int):
     c = module.get_config(f"steps={steps}")
     c.model.vision = presets.tiny_vision("clip", image_size=16, patch=4, hidden=32, layers=2)
     c.model.llm.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, head_dim=16, mlp_dim=64)
-    c.model.update(projector=dict(kind="mlp2x_gelu"), select_layer=-2)
+    c.model.update(projector=dict(kind="mlp2x_gelu"), select_layer=-2, max_views=1, global_view="none")
     c.data.source.update(canvas=32, size=256)
     c.data.eval_source = None
-    c.data.update(batch_size=8, seq_buckets=(192,))  # ≤ 5 views × 16 tokens + text
+    c.data.tiling = dict(kind="fixed", norm="clip")
+    c.data.update(batch_size=8, seq_buckets=(96,))  # 16 visual tokens + text
     c.train.update(log_every=1, ckpt_every=2)
     return c
 
@@ -273,3 +280,58 @@ def test_cli_exports_a_training_run(tmp_path):
     ours = jax.jit(lambda p, b: nnx.merge(graphdef, p)(b))(params, batch)
     _check_close(ours, ref, MODEL_REL_TOL)
     assert not np.allclose(np.asarray(model.projector.linear_1.bias[...]), 0.0)  # trained, not a fresh init
+    _check_run_files(workdir, out, hf)
+    stdout = _run(["-m", "vlm_jax.cli", "export", f"--checkpoint={workdir}", f"--out={out}_bf16", "--dtype=bfloat16"])
+    assert "generation_config.json" in stdout
+    with safe_open(os.path.join(f"{out}_bf16", "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+
+
+def _check_run_files(workdir: str, out: str, hf) -> None:
+    """The run's tokenizer (the embedded default) and chat template (chatml) load with ``AutoProcessor``: its prompt
+    ids and pixels for an image + question are ours, and HF's greedy answer is ``generate_text``'s on the workdir."""
+    from vlm_jax.evaluate.generate_text import generate_text, prompt_batch
+    from vlm_jax.evaluate.generation_setup import load_for_generation
+
+    processor = T.AutoProcessor.from_pretrained(out)
+    bundle = load_for_generation(workdir)
+    assert bundle.template == "chatml"
+    image = np.random.default_rng(2).integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    prompt = "What is at the top left?"
+    content = [{"type": "image"}, {"type": "text", "text": prompt}]
+    text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    inputs = processor(images=Image.fromarray(image), text=text, add_special_tokens=False, return_tensors="pt")
+    batch = prompt_batch(bundle.tokenizer, bundle.processor, image, prompt, bundle.template)
+    np.testing.assert_array_equal(inputs["input_ids"][0].numpy(), batch["tokens"][0])
+    pixels = inputs["pixel_values"].numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(pixels, batch["pixels"][0, :1], atol=1e-6, rtol=0)
+    with torch.no_grad():
+        new = hf.generate(**inputs, max_new_tokens=6, do_sample=False)[0, batch["tokens"].shape[1]:].tolist()
+    if new[-1] in hf.generation_config.eos_token_id:
+        new = new[:-1]
+    with sharding.use_mesh(bundle.mesh):
+        ours = generate_text(bundle.model, bundle.tokenizer, bundle.processor, image, prompt, bundle.template,
+                             max_new_tokens=6)
+    assert ours == processor.tokenizer.decode(new)
+
+
+def test_bfloat16_export_is_the_float32_export_rounded(round_trips, tmp_path):
+    """``dtype="bfloat16"``: every tensor (read back by ``safetensors``) is torch's bf16 rounding of the f32 export,
+    the file is half the size, and transformers loads it as a bfloat16 model."""
+    case = round_trips["llava"]
+    export_hf(case["ours"], str(tmp_path), dtype="bfloat16")
+    with safe_open(os.path.join(case["dir"], "model.safetensors"), "pt") as f32, \
+            safe_open(os.path.join(tmp_path, "model.safetensors"), "pt") as bf16:
+        assert sorted(f32.keys()) == sorted(bf16.keys())
+        for key in f32.keys():
+            value = bf16.get_tensor(key)
+            assert value.dtype == torch.bfloat16, key
+            torch.testing.assert_close(value, f32.get_tensor(key).to(torch.bfloat16), rtol=0, atol=0, msg=key)
+    sizes = [os.path.getsize(os.path.join(d, "model.safetensors")) for d in (case["dir"], tmp_path)]
+    assert sizes[1] < 0.52 * sizes[0]  # half the data, the same header
+    reloaded = T.LlavaForConditionalGeneration.from_pretrained(str(tmp_path))
+    assert reloaded.config.dtype in ("bfloat16", torch.bfloat16)
+    assert reloaded.model.multi_modal_projector.linear_1.weight.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="float16"):
+        export_hf(case["ours"], str(tmp_path / "f16"), dtype="float16")
+    assert not os.path.exists(tmp_path / "f16")

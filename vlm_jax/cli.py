@@ -5,7 +5,8 @@
     vlm-jax convert-data --json=train.json --image_root=images/ --out=shards/ --num_shards=8
     vlm-jax compile --config=configs/internvl2_2b.py --topology=v5p:2x2x2 --mesh=data=1,fsdp=8,tensor=1 \
         [--batch_size=8 --seq_len=4096]   (exit status 1 when the step does not fit)
-    vlm-jax export --checkpoint=/tmp/run --format=hf --out=/tmp/hf [--family=llava|llava_next|internvl]
+    vlm-jax export --checkpoint=/tmp/run --format=hf --out=/tmp/hf [--family=llava|llava_next|internvl \
+        --dtype=bfloat16]   (weights + config, tokenizer, generation and processor files)
     vlm-jax generate --checkpoint=/tmp/run --image=photo.jpg --prompt="What is in the image?" \
         [--config=... --tokenizer=tokenizer.model --max_new_tokens=64 --temperature=0.7 --top_p=0.9]
     vlm-jax eval --checkpoint=/tmp/run --benchmark=textvqa --data=TextVQA_0.5.1_val.json --image_root=train_images \
@@ -47,6 +48,7 @@ flags.DEFINE_integer("seq_len", None, "compile: tokens per example (default: the
 flags.DEFINE_string("checkpoint", None, "export: training run directory (its newest checkpoint is exported).")
 flags.DEFINE_enum("format", "hf", ["hf"], "export: output format (hf: transformers save_pretrained directory).")
 flags.DEFINE_string("family", None, "export: HF family llava | llava_next | internvl (default: from the model).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "export: dtype of the written tensors.")
 flags.DEFINE_string("prompt", None, "generate: the question about the image.")
 flags.DEFINE_string("tokenizer", None, "generate: SentencePiece model (needed for a HF directory without one).")
 flags.DEFINE_integer("max_new_tokens", 64, "generate: maximum answer length in tokens.")
@@ -140,14 +142,9 @@ def cmd_compile() -> None:
 
 def cmd_export() -> None:
     _require("checkpoint", "out")
-    from flax import nnx
+    from vlm_jax.interop.run_export import export_run
 
-    from vlm_jax.interop.hf_export import export_hf
-    from vlm_jax.state.restore import restore_params
-
-    _, graphdef, params = restore_params(FLAGS.checkpoint)
-    files = export_hf(nnx.merge(graphdef, params), FLAGS.out, family=FLAGS.family)
-    print("\n".join(files))
+    print("\n".join(export_run(FLAGS.checkpoint, FLAGS.out, family=FLAGS.family, dtype=FLAGS.dtype)))
 
 
 def cmd_generate() -> None:

@@ -210,7 +210,7 @@ def _backend(files: TokenizerFiles, json_file: str | None) -> Backend:
         return TokenizersBackend(f.read(), tokens, source=path)
 
 
-def _bare_model(path: str) -> str | None:
+def bare_model_path(path: str) -> str | None:
     """The SentencePiece file to load bare: ``path`` when it is a file other than JSON, a directory's
     tokenizer.model when the directory has neither tokenizer config nor tokenizer.json."""
     if os.path.isfile(path):
@@ -229,7 +229,7 @@ def load_tokenizer(path: str, *, image_token: str | None = None) -> Tokenizer:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"tokenizer path {path!r} not found")
-    bare = _bare_model(path)
+    bare = bare_model_path(path)
     if bare is not None:
         return Tokenizer(bare, image_token=image_token)
     directory, json_file = (path, None) if os.path.isdir(path) else (os.path.dirname(path), path)

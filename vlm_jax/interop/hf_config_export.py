@@ -37,8 +37,8 @@ def check_exportable(cfg: VLMConfig, family: str) -> None:
         raise ValueError(f"unknown or import-only HF family {family!r}; exportable: {sorted(EXPORTABLE)}")
     stages = [name for name in STAGES if getattr(cfg, name) is not None]
     if stages:
-        raise NotExportable(f"stages {stages} have no transformers equivalent (GSWA, SliceRestore, Self-Mining, "
-                            "DEM and SliME exist only in vlm_jax); export a model without them")
+        raise NotExportable(f"the model's module(s) {', '.join(stages)} have no transformers class (the papers' "
+                            "modules exist only in vlm_jax); export a model without them")
     if family != infer_family(cfg):
         raise NotExportable(f"a model with projector {cfg.projector.kind!r} and layout {cfg.layout!r} is "
                             f"{infer_family(cfg)!r}, not {family!r}")

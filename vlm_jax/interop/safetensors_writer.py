@@ -5,6 +5,9 @@ A safetensors file is ``u64 header length`` + JSON header (``{key: {dtype, shape
 any value is fetched, so headers (and the shard split) are written first and each tensor's bytes are
 produced by its ``fetch`` callback just before they are written.
 
+Dtypes: ``float32`` (``F32``) or ``bfloat16`` (``BF16``, round-to-nearest-even of the float32 values through
+``ml_dtypes``, as ``torch.Tensor.to(torch.bfloat16)`` rounds), one dtype per export (``WRITE_DTYPES``).
+
 Layout (transformers ``save_pretrained``): one ``model.safetensors``, or, when the total exceeds
 ``max_shard_bytes``, ``model-0000i-of-0000n.safetensors`` files plus ``model.safetensors.index.json``
 (``{"metadata": {"total_size": bytes}, "weight_map": {key: file}}``).
@@ -19,23 +22,34 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 
+import ml_dtypes
 import numpy as np
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+# dtype name (``config.json`` "dtype") -> (safetensors dtype code, little-endian numpy dtype)
+WRITE_DTYPES = {"float32": ("F32", np.dtype("<f4")), "bfloat16": ("BF16", np.dtype(ml_dtypes.bfloat16))}
+
+
+def check_dtype(dtype: str) -> None:
+    """Raise ``ValueError`` for a dtype the writer cannot write, naming the ones it can."""
+    if dtype not in WRITE_DTYPES:
+        raise ValueError(f"unsupported export dtype {dtype!r}; supported: {sorted(WRITE_DTYPES)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class PlannedTensor:
-    """A float32 tensor to write: its checkpoint ``key``, ``shape`` and a ``fetch()`` producing the values."""
+    """A tensor to write: its checkpoint ``key``, ``shape``, a ``fetch()`` producing float32 values and the
+    ``dtype`` it is stored in (a key of ``WRITE_DTYPES``)."""
 
     key: str
     shape: tuple[int, ...]
     fetch: Callable[[], np.ndarray]
+    dtype: str = "float32"
 
     @property
     def nbytes(self) -> int:
-        return 4 * math.prod(self.shape)
+        return WRITE_DTYPES[self.dtype][1].itemsize * math.prod(self.shape)
 
 
 def split_shards(tensors: Sequence[PlannedTensor], max_shard_bytes: int) -> list[list[PlannedTensor]]:
@@ -56,7 +70,8 @@ def split_shards(tensors: Sequence[PlannedTensor], max_shard_bytes: int) -> list
 def _write_file(path: str, tensors: Sequence[PlannedTensor]) -> None:
     header, offset = {}, 0
     for t in tensors:
-        header[t.key] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        header[t.key] = {"dtype": WRITE_DTYPES[t.dtype][0], "shape": list(t.shape),
+                         "data_offsets": [offset, offset + t.nbytes]}
         offset += t.nbytes
     header["__metadata__"] = {"format": "pt"}
     blob = json.dumps(header, separators=(",", ":")).encode()
@@ -65,7 +80,7 @@ def _write_file(path: str, tensors: Sequence[PlannedTensor]) -> None:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for t in tensors:
-            value = np.ascontiguousarray(t.fetch(), dtype="<f4")
+            value = np.ascontiguousarray(np.asarray(t.fetch(), np.float32).astype(WRITE_DTYPES[t.dtype][1]))
             if value.shape != t.shape:
                 raise ValueError(f"{t.key}: fetched shape {value.shape} != planned {t.shape}")
             f.write(value.tobytes())
