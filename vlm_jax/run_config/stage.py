@@ -27,7 +27,8 @@ class Stage:
       train: regular expressions (``re.fullmatch``) of the trainable parameter paths; the rest is frozen.
       lr: peak learning rate (>= 0); warmup: linear warm-up as a fraction of ``steps``, in [0, 1].
       lr_scale: ``(pattern, factor)`` pairs multiplying ``lr`` for matching parameters (first match wins).
-      data: name of the data mixture of the stage.
+      data: the data block the stage reads: ``"default"`` (``config.data``) or a name in ``config.datasets``
+        (:mod:`vlm_jax.run_config.data`; its batch size, accumulation and buckets apply to the stage).
       options: ``(dotted model field, value)`` pairs applied to the model config for this stage.
     """
 
