@@ -14,7 +14,7 @@ from vlm_jax import presets
 from vlm_jax.config_loading import check_config
 from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
 from vlm_jax.model_config import VLMConfig
-from vlm_jax.run_config import DataConfig, DataStream, RunConfig, TrainConfig, source_block
+from vlm_jax.run_config import DEFAULT_STREAM, DataConfig, DataStream, RunConfig, TrainConfig, source_block
 
 LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
 CAPTION_ARGS = ("captions", "caption_images")  # read by caption_stream
@@ -64,8 +64,10 @@ def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Map
 
 
 def train_block(recipe: Sequence[Mapping[str, Any]], **values) -> dict[str, Any]:
-    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults."""
-    return config_block(TrainConfig, "config.train", recipe=[dict(r) for r in recipe], **values)
+    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults; every stage
+    lists its ``data`` block (``--config.train.recipe[0].data=NAME`` switches it)."""
+    return config_block(TrainConfig, "config.train", recipe=[{"data": DEFAULT_STREAM, **r} for r in recipe],
+                        **values)
 
 
 def data_block(**values) -> dict[str, Any]:
@@ -114,15 +116,21 @@ def llava_json_data(args: Mapping[str, str], tiling: Mapping[str, Any], *, templ
                       seq_buckets=tuple(seq_buckets), worker_count=8)
 
 
+def llava_json_stream(name: str, path: str, image_root: str, *, template: str, batch_size: int,
+                      seq_buckets: Sequence[int], accum: int = 1) -> dict[str, Any]:
+    """A ``config.datasets`` block reading a LLaVA-style conversation JSON + image folder."""
+    source = source_block("llava_json", f"config.datasets.{name}.source", path=path, image_root=image_root)
+    return stream_block(name, source, template=template, batch_size=batch_size, accum=accum,
+                        seq_buckets=tuple(seq_buckets))
+
+
 def caption_stream(args: Mapping[str, str], *, batch_size: int, seq_buckets: Sequence[int], accum: int = 1,
                    name: str = "captions") -> dict[str, Any]:
     """The caption set of an alignment stage (LLaVA's 558K ``blip_laion_cc_sbu_558k.json``) with the ``plain``
     template: ``:captions=FILE,caption_images=DIR`` (default: the ``images`` folder)."""
-    source = source_block("llava_json", f"config.datasets.{name}.source",
-                          path=args.get("captions", "/data/blip_laion_cc_sbu_558k.json"),
-                          image_root=args.get("caption_images", args.get("images", "/data/images")))
-    return stream_block(name, source, template="plain", batch_size=batch_size, accum=accum,
-                        seq_buckets=tuple(seq_buckets))
+    return llava_json_stream(name, args.get("captions", "/data/blip_laion_cc_sbu_558k.json"),
+                             args.get("caption_images", args.get("images", "/data/images")), template="plain",
+                             batch_size=batch_size, accum=accum, seq_buckets=seq_buckets)
 
 
 BF16_POLICY = dict(params="float32", compute="bfloat16")

@@ -11,8 +11,8 @@ One ``CheckpointManager`` with three items (MaxText's layout):
   would have seen.
 * ``meta``: JSON with the run config, the model options of the stage that wrote the checkpoint, a
   fingerprint of that stage's data (its block, tiling and tokenizer:
-  :meth:`vlm_jax.run_config.RunConfig.data_identity`), the layer layout and versions. A resume with a different data fingerprint
-  is refused unless explicitly allowed.
+  :meth:`vlm_jax.run_config.RunConfig.data_identity`), the layer layout and versions. A resume with a
+  different data fingerprint is refused unless explicitly allowed.
 
 Every restore first compares the saved tree (and, on resume, the saved model config) with what it restores
 into, and refuses with :class:`CheckpointMismatch` naming the first differing paths (:mod:`.tree_match`).
