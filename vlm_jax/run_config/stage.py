@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vlm_jax.config_util import check_block, check_fields, plain
+from vlm_jax.run_config.data import DEFAULT_STREAM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Stage:
     lr: float
     warmup: float = 0.03
     lr_scale: tuple[tuple[str, float], ...] = ()
-    data: str = "default"
+    data: str = DEFAULT_STREAM
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
