@@ -185,6 +185,18 @@ def test_resume_is_bit_exact(tmp_path):
     assert sorted(_losses(sliced)) == list(range(1, 8))
 
 
+def test_every_stage_batch_must_split_over_the_hosts():
+    """Checked for every stage before anything is built, naming the stage and its block."""
+    from vlm_jax.run_config import RunConfig
+    from vlm_jax.train.loop import check_batches
+
+    run = RunConfig.from_config(_two_stage_config())
+    check_batches(run, 8)
+    with pytest.raises(ValueError, match=r"stage 'all' \(data 'captions'\): global batch size 8 is not divisible by "
+                                         r"the 3 hosts"):
+        check_batches(run, 3)
+
+
 def test_nan_stops_with_last_good_checkpoint(tmp_path):
     cfg = tiny_train_config(6)
     cfg.train.ckpt_every = 1

@@ -47,11 +47,15 @@ def build_tokenizer(cfg: DataConfig | Mapping[str, Any], cache_dir: str) -> Toke
     return load_tokenizer(path) if path else default_tokenizer(cache_dir)
 
 
-def build_train_dataset(stream: DataStream, processor, tokenizer, *, seed: int, hosts: int, worker_count: int = 0):
-    """The repeating, shuffled train pipeline of a stage's data block on this host: ``stream.batch_size / hosts``
-    examples per batch (the global batch is split over the ``hosts`` processes; it must divide)."""
+def per_host_batch(stream: DataStream, hosts: int) -> int:
+    """Examples per host and step: the block's global batch split over the ``hosts`` processes (it must divide)."""
     if stream.batch_size % hosts:
         raise ValueError(f"global batch size {stream.batch_size} is not divisible by the {hosts} hosts")
+    return stream.batch_size // hosts
+
+
+def build_train_dataset(stream: DataStream, processor, tokenizer, *, seed: int, hosts: int, worker_count: int = 0):
+    """The repeating, shuffled train pipeline of a stage's data block on this host (:func:`per_host_batch`)."""
     return make_dataset(build_source(stream.source), processor=processor, tokenizer=tokenizer,
-                        template=stream.template, batch_size=stream.batch_size // hosts,
+                        template=stream.template, batch_size=per_host_batch(stream, hosts),
                         seq_buckets=list(stream.seq_buckets), seed=seed, worker_count=worker_count)

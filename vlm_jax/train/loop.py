@@ -30,7 +30,7 @@ from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLMConfig
 from vlm_jax.run_config import DataStream, RunConfig, Stage
-from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
+from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset, per_host_batch
 from vlm_jax.state.checkpoint import Checkpointer, make_meta
 from vlm_jax.state.params import abstract_params, init_params, shardings_of
 from vlm_jax.train.logger import MetricsLogger
@@ -52,10 +52,10 @@ def check_batches(run: RunConfig, hosts: int) -> None:
     """Every stage's global batch splits over the hosts (checked before anything is built: a late stage must
     not fail hours into a run)."""
     for stage in run.train.recipe:
-        batch = run.stream(stage).batch_size
-        if batch % hosts:
-            raise ValueError(f"stage {stage.name!r} (data {stage.data!r}): global batch size {batch} is not "
-                             f"divisible by the {hosts} hosts")
+        try:
+            per_host_batch(run.stream(stage), hosts)
+        except ValueError as err:
+            raise ValueError(f"stage {stage.name!r} (data {stage.data!r}): {err}") from None
 
 
 def _stage_iterator(run: RunConfig, stream: DataStream, index: int, processor, tokenizer):
