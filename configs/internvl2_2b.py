@@ -13,7 +13,7 @@ per v5p chip, ~1.5 CPU-minutes to compile)::
         --mesh=data=1,fsdp=8,tensor=1 --batch_size=8 --seq_len=4096
 
 Sweepable arguments (``:key=value,...``): ``data``, ``images``, ``tokenizer``, ``init`` (HF checkpoint),
-``steps`` (one epoch of the data at global batch 128), ``batch_size`` (per host).
+``steps`` (one epoch of the data at global batch 128), ``batch_size`` (global, default 128).
 """
 
 import ml_collections
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     model = blocks.bf16(presets.internvl2_2b())
     data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
                                   template="chatml", tokenizer="/data/internlm2/tokenizer.model",
-                                  batch_size=16, seq_buckets=(2048, 4096))
+                                  batch_size=128, seq_buckets=(2048, 4096))
     recipe = [dict(name="finetune", steps=int(args.get("steps", 5000)), train=["projector/.*", "llm/.*"],
                    lr=4e-5, warmup=0.03)]
     train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)

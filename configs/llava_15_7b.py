@@ -11,7 +11,7 @@ finetune   projector + LLM  2e-5   128           665K mix    vicuna_v1
 One run is one stage (``:stage=pretrain`` or ``:stage=finetune``); fine-tuning starts from the
 pre-trained projector. Both: AdamW, no weight decay, cosine with 3% warm-up, bf16 compute with float32
 master weights, full remat, max length 2048, one epoch (``steps`` = examples / global batch).
-``data.batch_size`` is per host (default: the global batch on one host). The image is stretched to
+``data.batch_size`` is the global batch. The image is stretched to
 336x336 (a 1x1 ``fixed`` grid) where LLaVA-1.5 pads it to a square first.
 
     vlm-jax train --workdir=/ckpt/llava15_sft \

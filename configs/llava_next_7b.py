@@ -10,8 +10,7 @@ finetune   projector + newline + LLM + vision (lr x 0.1)   2e-5   128           
 =========  ==============================================  =====  ============  ========
 
 One run is one stage (``:stage=...``). AdamW, no weight decay, cosine with 3% warm-up, bf16 compute with
-float32 master weights, full remat, max length 4096. ``data.batch_size`` is per host (default: the
-global batch on one host).
+float32 master weights, full remat, max length 4096. ``data.batch_size`` is the global batch.
 
     vlm-jax train --workdir=/ckpt/llava_next_sft \
         --config=configs/llava_next_7b.py:stage=finetune,data=/data/next_779k.json,images=/data/images,tokenizer=/data/vicuna/tokenizer.model

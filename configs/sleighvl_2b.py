@@ -1,6 +1,6 @@
 r"""SleighVL = InternVL2-2B + GSWA (spec/methods.md §3), fine-tuned with InternVL2's 2nd-stage recipe (§2.1:
-ViT frozen; projector, LLM and GSWA trained; LR 4e-5, wd 0.01, warm-up 0.03, cosine, bf16). GSWA starts as
-the identity, so the converted InternVL2-2B behaves unchanged at step 0.
+ViT frozen; projector, LLM and GSWA trained; LR 4e-5, wd 0.01, warm-up 0.03, cosine, global batch 128, bf16). GSWA
+starts as the identity, so the converted InternVL2-2B behaves unchanged at step 0.
 
     vlm-jax train --workdir=/ckpt/sleighvl_2b \
         --config=configs/sleighvl_2b.py:data=/data/sft.json,images=/data/images,tokenizer=/data/internlm2/tokenizer.model,init=/ckpt/InternVL2-2B-hf
@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         model = blocks.bf16(presets.sleighvl_2b())
         data = blocks.llava_json_data(args, dict(kind="internvl", tile=448, max_tiles=12, norm="imagenet"),
                                       template="chatml", tokenizer="/data/internlm2/tokenizer.model",
-                                      batch_size=16, seq_buckets=(2048, 4096))
+                                      batch_size=128, seq_buckets=(2048, 4096))
         train = blocks.train_block(recipe, weight_decay=0.01, max_replicated=0.05)
         mesh = dict(data=1, fsdp=-1, tensor=1)
     init = dict(hf_dir=args.get("init", ""))  # HF InternVL checkpoint (safetensors) to start from

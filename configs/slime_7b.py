@@ -1,7 +1,7 @@
 r"""SliME-7B (Vicuna-7B): ``configs/slime_8b.py`` with ``llm=vicuna`` (paper Table 7 learning rates).
 
     vlm-jax train --workdir=/ckpt/slime_7b \
-        --config=configs/slime_7b.py:data=/data/sharegpt4v_mix665k.json,images=/data,tokenizer=/data/vicuna/tokenizer.model
+        --config=configs/slime_7b.py:data=/data/sharegpt4v_mix665k_smr.json,images=/data,captions=/data/blip_laion_cc_sbu_558k.json,caption_images=/data/llava_pretrain/images,tokenizer=/data/vicuna/tokenizer.model
     vlm-jax train --config=configs/slime_7b.py:tiny --workdir=/tmp/slime_tiny
 """
 

@@ -64,7 +64,7 @@ def test_optimizer_state_is_sharded_like_the_parameters():
     config = _config("tiny_entitygrid")
     mesh = _topology_mesh("v5p:2x2x1", data=1, fsdp=4)
     built = build_stage_state_from_config(VLMConfig.from_dict(config.model.to_dict()), pick_stage(config.train, None),
-                                          mesh, config.train)
+                                          mesh, config.train, accum=1)
     state = built.abstract
     trainable, _ = built.split(state.params)
     params = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(trainable)[0]}
@@ -93,7 +93,7 @@ def test_tiny_preset_compiles_for_v5p_with_the_splash_kernel():
     report = aot.compile_train_step(config, "v5p:2x2x1", {"data": 1, "fsdp": 4})
     assert report.error is None and report.fits and report.has_splash
     assert report.num_devices == 4 and report.mesh["fsdp"] == 4 and report.device_kind == "TPU v5"
-    # defaults: the config's per-host batch x 1 host, the longest sequence bucket
+    # defaults: the stage data block's global batch and longest sequence bucket
     assert (report.batch_size, report.seq_len) == (config.data.batch_size, max(config.data.seq_buckets))
     for name in ("argument_bytes", "output_bytes", "temp_bytes", "code_bytes", "flops", "bytes_accessed"):
         assert getattr(report, name) > 0, name

@@ -132,6 +132,31 @@ def test_a_refused_value_fails_at_load_naming_it(override, message):
         parse(["--config=configs/tiny_entitygrid.py", f"--config.{override}"])
 
 
+@pytest.mark.parametrize("override,message", [
+    ("train.recipe[1].data=captons", "config.train.recipe[1] (stage 'finetune') reads no data block: "
+                                     "data='captons' (did you mean 'captions'?); known: ['captions', 'default']"),
+    ("datasets.captions.batch_size=255", "config.datasets.captions.batch_size=255 is not divisible by "
+                                         "config.datasets.captions.accum=2"),
+    ("datasets.captions.template=plian", "config.datasets.captions.template='plian' (did you mean 'plain'?)"),
+])
+def test_a_stage_data_block_is_checked_at_load_naming_it(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(["--config=configs/inf_llava_8b.py", f"--config.{override}"])
+
+
+def test_per_stage_data_paths_are_config_arguments():
+    """``:captions=...`` and ``:data=...`` reach the blocks of the stages that read them."""
+    config = parse(["--config=configs/inf_llava_8b.py:data=/d/sft.json,captions=/d/caps.json,images=/d/img",
+                    "--config.datasets.captions.accum=4"])
+    run = RunConfig.from_config(config)
+    pretrain, finetune = run.train.recipe
+    assert (run.stream(pretrain).source.path, run.stream(pretrain).source.image_root) == ("/d/caps.json", "/d/img")
+    assert (run.stream(pretrain).template, run.stream(pretrain).batch_size, run.stream(pretrain).accum) == (
+        "plain", 256, 4)
+    assert (run.stream(finetune).source.path, run.stream(finetune).template, run.stream(finetune).batch_size) == (
+        "/d/sft.json", "llama3", 128)
+
+
 def test_a_sub_block_that_is_none_is_set_whole():
     with pytest.raises(ConfigError, match=r"config.data.eval_source is None, not a block.*--config.data.eval_source="):
         parse(["--config=configs/llava_15_7b.py", "--config.data.eval_source.size=5"])

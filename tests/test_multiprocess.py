@@ -24,8 +24,9 @@ def _run(args, tmp_path, name):
 
 
 def test_two_processes_match_one(tmp_path):
+    """``data.batch_size`` is the global batch: each of the two processes reads 4 examples per step."""
     two = _run(["launch/local.py", "--processes=2", "--devices_per_process=2", "--", "train", *TINY,
-                "--config.data.batch_size=4", "--config.mesh.data=4", f"--workdir={tmp_path / 'two'}"], tmp_path, "two")
+                "--config.data.batch_size=8", "--config.mesh.data=4", f"--workdir={tmp_path / 'two'}"], tmp_path, "two")
     one = _run(["launch/local.py", "--processes=1", "--devices_per_process=4", "--", "train", *TINY,
                 "--config.data.batch_size=8", "--config.mesh.data=4", f"--workdir={tmp_path / 'one'}"], tmp_path, "one")
     assert sorted(two) == sorted(one) == [1, 2, 3]

@@ -13,6 +13,7 @@ from flax import nnx
 
 from vlm_jax.hires.gswa import GSWAConfig, gswa_param_count
 from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.run_config import RunConfig
 from vlm_jax.train.loop import train
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -49,6 +50,31 @@ def test_real_size_preset_builds(name):
         assert added == 30_134_272
     else:  # SliceRestore (3 layers) + Self-Mining on top of LLaVA-1.5-7B
         assert 0 < added < 100_000_000
+
+
+# (stage, template, global batch, accum, caption source?) per stage, from spec/methods.md: §5.3 INF-LLaVA, §6.5 SliME
+# (official scripts: 8B stage II 8/GPU × accum 4 × 8), §4 HiRes-LLaVA (three stages [inferred]), §2.1 InternVL2 128.
+PAPER_DATA = {
+    "inf_llava_8b": [("pretrain", "plain", 256, 2, True), ("finetune", "llama3", 128, 2, False)],
+    "slime_8b": [("I-a", "plain", 256, 1, True), ("I-b", "plain", 256, 1, True), ("II", "plain", 256, 4, True),
+                 ("III", "llama3", 128, 1, False)],
+    "slime_7b": [("I-a", "plain", 256, 1, True), ("I-b", "plain", 256, 1, True), ("II", "plain", 256, 1, True),
+                 ("III", "vicuna_v1", 128, 1, False)],
+    "hires_llava_7b": [("align", "plain", 256, 1, True), ("restore", "vicuna_v1", 128, 1, False),
+                       ("instruct", "vicuna_v1", 128, 1, False)],
+    "sleighvl_2b": [("finetune", "chatml", 128, 1, False)],
+    "internvl2_2b": [("finetune", "chatml", 128, 1, False)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_DATA))
+def test_real_size_preset_reads_its_papers_data_per_stage(name):
+    captions = any(stage[-1] for stage in PAPER_DATA[name])
+    run = RunConfig.from_config(load_config(name, "data=/d/sft.json" + (",captions=/d/caps.json" if captions else "")))
+    got = [(s.name, run.stream(s).template, run.stream(s).batch_size, run.stream(s).accum,
+            run.stream(s).source.path == "/d/caps.json") for s in run.train.recipe]
+    assert got == PAPER_DATA[name]
+    assert run.stream(run.train.recipe[-1]).source.path == "/d/sft.json"
 
 
 @pytest.mark.parametrize("name", ["sleighvl_2b", "hires_llava_7b", "inf_llava_8b", "slime_8b"])

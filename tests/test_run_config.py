@@ -12,7 +12,15 @@ from ml_collections import ConfigDict, FieldReference
 
 from vlm_jax import config_blocks as blocks
 from vlm_jax.config_util import config_block
-from vlm_jax.run_config import SOURCE_KINDS, DataConfig, RunConfig, Stage, TrainConfig, source_from_dict
+from vlm_jax.run_config import (
+    SOURCE_KINDS,
+    DataConfig,
+    DataStream,
+    RunConfig,
+    Stage,
+    TrainConfig,
+    source_from_dict,
+)
 from vlm_jax.run_config import build_data as build
 from vlm_jax.run_config.sources import EntityGridSourceConfig, TfdsSourceConfig
 
@@ -40,6 +48,7 @@ def test_typed_blocks_read_the_config_values():
     assert (run.data.batch_size, run.data.seq_buckets, run.data.template) == (32, (128, 160), "chatml")
     assert dict(run.data.tiling) == dict(kind="internvl", min_tiles=1, max_tiles=4, thumbnail=True, norm="imagenet")
     assert (run.mesh.data, run.mesh.fsdp, run.init.hf_dir) == (-1, 1, "")
+    assert dict(run.datasets) == {} and run.stream(run.train.recipe[0]) is run.data
     with pytest.raises(TypeError):
         run.data.tiling["kind"] = "uhd"  # read-only, like the dataclasses
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -51,7 +60,6 @@ def test_typed_blocks_read_the_config_values():
     ("ckpt_every", 0, "config.train.ckpt_every=0: must be > 0"),
     ("keep", 0, "config.train.keep=0: must be > 0"),
     ("keep_every", 0, "config.train.keep_every=0: must be > 0"),
-    ("accum", 0, "config.train.accum=0: must be > 0"),
     ("stop_at", 0, "config.train.stop_at=0: must be > 0"),
     ("max_replicated", 1.5, "config.train.max_replicated=1.5: must be in [0, 1]"),
     ("peak_flops", -1.0, "config.train.peak_flops=-1.0: must be > 0"),
@@ -90,6 +98,8 @@ def test_recipe_needs_stages_with_distinct_names():
 
 @pytest.mark.parametrize("change,message", [
     (dict(batch_size=0), "config.data.batch_size=0: must be > 0"),
+    (dict(accum=0), "config.data.accum=0: must be > 0"),
+    (dict(batch_size=6, accum=4), "config.data.batch_size=6 is not divisible by config.data.accum=4"),
     (dict(seq_buckets=[128, 64]), "config.data.seq_buckets=(128, 64): must be positive and strictly increasing"),
     (dict(seq_buckets=[]), "config.data.seq_buckets=(): must be positive and strictly increasing"),
     (dict(worker_count=-1), "config.data.worker_count=-1: must be >= 0"),
@@ -109,6 +119,60 @@ def test_data_block_refuses(change, message):
     with pytest.raises(ValueError) as err:
         DataConfig.from_dict({**DATA, **change})
     assert message in str(err.value)
+
+
+CAPTIONS = dict(source=dict(kind="llava_json", path="caps.json", image_root="img"), template="plain",
+                batch_size=256, accum=2, seq_buckets=[64])
+
+
+def _two_stage_config(**captions):
+    config = tiny_entitygrid()
+    config.datasets = dict(captions={**CAPTIONS, **captions})
+    config.train.recipe = [dict(name="align", steps=2, train=["projector/.*"], lr=1e-3, data="captions"),
+                           dict(name="sft", steps=2, train=[".*"], lr=1e-4, data="default")]
+    return config
+
+
+def test_each_stage_reads_the_data_block_it_names():
+    run = RunConfig.from_config(_two_stage_config())
+    align, sft = run.train.recipe
+    assert run.stream(align) == DataStream(source=source_from_dict(CAPTIONS["source"]), template="plain",
+                                           batch_size=256, accum=2, seq_buckets=(64,))
+    assert run.stream(sft) is run.data
+    # the resume fingerprint covers the running stage's block (and the shared tiling / tokenizer)
+    assert run.data_identity(align)["stream"]["source"] == dict(kind="llava_json", path="caps.json", image_root="img")
+    assert run.data_identity(align)["block"] == "captions" and run.data_identity(sft)["stream"]["batch_size"] == 32
+    changed = RunConfig.from_config(_two_stage_config(template="chatml"))
+    assert changed.data_identity(align) != run.data_identity(align)
+    assert changed.data_identity(sft) == run.data_identity(sft)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(recipe_data="captons"), "config.train.recipe[0] (stage 'align') reads no data block: data='captons' "
+                                  "(did you mean 'captions'?); known: ['captions', 'default']"),
+    (dict(template="plan"), "config.datasets.captions.template='plan' (did you mean 'plain'?)"),
+    (dict(batch_size=255), "config.datasets.captions.batch_size=255 is not divisible by config.datasets.captions."
+                           "accum=2"),
+    (dict(tiling=dict(kind="fixed")), "unknown config.datasets.captions keys ['tiling']"),
+    (dict(source=dict(kind="llava_json", path="x")), "config.datasets.captions.source (kind 'llava_json') needs"),
+    (dict(name="default"), "config.datasets.default: the name 'default' is config.data's stream"),
+])
+def test_a_bad_data_block_or_name_is_refused_at_load(change, message):
+    change = dict(change)
+    recipe_data, name = change.pop("recipe_data", None), change.pop("name", None)
+    config = _two_stage_config(**change)
+    if recipe_data:
+        config.train.recipe[0]["data"] = recipe_data
+    if name:
+        config.datasets = {name: CAPTIONS}
+    with pytest.raises(ValueError) as err:
+        RunConfig.from_config(config)
+    assert message in str(err.value)
+
+
+def test_every_stage_of_a_preset_lists_its_data_block():
+    """``--config.train.recipe[i].data=NAME`` works for every stage: the key is always there."""
+    assert [s["data"] for s in tiny_entitygrid().train.recipe] == ["default"]
 
 
 def test_every_source_kind_parses_and_builds():

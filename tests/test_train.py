@@ -122,16 +122,37 @@ def _final_params(workdir, step, config):
 
 
 def _two_stage_config(last_steps: int = 4, **train_overrides):
-    """Two recipe stages: every parameter for 2 steps, then the LLM only (a new optimizer state) for
-    ``last_steps``."""
+    """Two recipe stages reading different data blocks: every parameter for 2 steps on ``captions`` (EntityGrid-QA
+    answers as captions: ``plain`` template, its own seed, global batch 8), then the LLM only (a new optimizer
+    state) for ``last_steps`` on ``config.data`` (chatml, global batch 16 in 2 micro-batches)."""
     c = tiny_train_config(2 + last_steps, **train_overrides)
-    c.train.recipe = [dict(name="all", steps=2, train=[".*"], lr=2e-3, warmup=0.0),
-                      dict(name="llm", steps=last_steps, train=["llm/.*"], lr=1e-3, warmup=0.0)]
+    c.datasets = dict(captions=dict(source=dict(c.data.source.to_dict(), seed=1), template="plain", batch_size=8,
+                                    accum=1, seq_buckets=(128,)))
+    c.data.update(batch_size=16, accum=2)
+    c.train.recipe = [dict(name="all", steps=2, train=[".*"], lr=2e-3, warmup=0.0, data="captions"),
+                      dict(name="llm", steps=last_steps, train=["llm/.*"], lr=1e-3, warmup=0.0, data="default")]
     return c
 
 
+def _first_batch_tokens(config, workdir, stage_index):
+    """Loss tokens of the first batch of a stage's data block, built here from the block (not by the trainer)."""
+    from vlm_jax.data.processor import ImageProcessor
+    from vlm_jax.model import VLMConfig
+    from vlm_jax.run_config import RunConfig
+    from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
+
+    run = RunConfig.from_config(config)
+    processor = ImageProcessor(dict(run.data.tiling), VLMConfig.from_dict(config.model.to_dict()))
+    tokenizer = build_tokenizer(run.data, os.path.join(workdir, "cache"))
+    stream = run.stream(run.train.recipe[stage_index])
+    batch = next(iter(build_train_dataset(stream, processor, tokenizer, seed=run.train.seed + stage_index, hosts=1)))
+    assert batch["tokens"].shape[0] == stream.batch_size
+    return float((batch["loss_mask"] & batch["valid"])[:, 1:].sum())
+
+
 def test_resume_is_bit_exact(tmp_path):
-    """6 straight steps == 3 + resume + 3, across a stage change (step 2) and resuming inside the second stage."""
+    """6 straight steps == 3 + resume + 3, across a stage change (step 2) to another data block and resuming inside
+    the second stage: the checkpoint holds the running stage's data iterator."""
     straight, sliced = str(tmp_path / "straight"), str(tmp_path / "sliced")
     train(_two_stage_config(), straight)
     train(_two_stage_config(stop_at=3), sliced)
@@ -141,7 +162,13 @@ def test_resume_is_bit_exact(tmp_path):
     a, b = _final_params(straight, 6, None), _final_params(sliced, 6, None)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
-    # a different data config is refused on resume
+    # each stage read its own block: the first batch of each, built from the block, has the logged loss tokens
+    with open(os.path.join(straight, "metrics.jsonl")) as f:
+        tokens = {r["step"]: r["train/tokens"] for r in map(json.loads, f) if "train/tokens" in r}
+    config = _two_stage_config()
+    assert tokens[1] == _first_batch_tokens(config, straight, 0)
+    assert tokens[3] == _first_batch_tokens(config, straight, 1)
+    # a different data block of the running stage is refused on resume ...
     changed = _two_stage_config(last_steps=7)
     changed.data.source.seed = 1
     with pytest.raises(CheckpointMismatch, match="data config"):
@@ -151,6 +178,23 @@ def test_resume_is_bit_exact(tmp_path):
     changed.model.llm.mlp_dim = 96
     with pytest.raises(CheckpointMismatch, match=r"model\.llm\.mlp_dim: checkpoint 64, run 96"):
         train(changed, sliced)
+    # ... while the block of a finished stage may change: the running stage's stream continues
+    changed = _two_stage_config(last_steps=5)
+    changed.datasets.captions.template = "chatml"
+    train(changed, sliced)
+    assert sorted(_losses(sliced)) == list(range(1, 8))
+
+
+def test_every_stage_batch_must_split_over_the_hosts():
+    """Checked for every stage before anything is built, naming the stage and its block."""
+    from vlm_jax.run_config import RunConfig
+    from vlm_jax.train.loop import check_batches
+
+    run = RunConfig.from_config(_two_stage_config())
+    check_batches(run, 8)
+    with pytest.raises(ValueError, match=r"stage 'all' \(data 'captions'\): global batch size 8 is not divisible by "
+                                         r"the 3 hosts"):
+        check_batches(run, 3)
 
 
 def test_nan_stops_with_last_good_checkpoint(tmp_path):

@@ -35,6 +35,7 @@ import numpy as np
 from vlm_jax import sharding
 from vlm_jax.data.device import batch_sharding
 from vlm_jax.model import VLMConfig, dummy_batch
+from vlm_jax.run_config import RunConfig
 from vlm_jax.train.recipe import pick_stage
 from vlm_jax.train.stage_state import build_stage_state_from_config
 
@@ -179,9 +180,9 @@ def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = N
       config: an ml_collections config with ``model``, ``train``, ``mesh`` and ``data`` blocks.
       topology: a libtpu topology name ``<generation>:<AxBxC>`` (``v4``, ``v5e``, ``v5p``, ``v6e``).
       mesh: overrides of ``config.mesh`` sizes (``data``, ``fsdp``, ``tensor``, ``sequence``; -1 = rest).
-      batch_size: global batch; default ``config.data.batch_size`` x hosts of the topology (the trainer's
-        per-host batch times the process count).
-      seq_len: token length; default the longest of ``config.data.seq_buckets``.
+      batch_size: global batch; default the ``batch_size`` of the stage's data block (``Stage.data``: ``config.data``
+        or ``config.datasets.<name>``), whose ``accum`` the step uses.
+      seq_len: token length; default the longest of the stage's data block's ``seq_buckets``.
       stage: recipe stage name; default the last stage (:func:`pick_stage`).
     """
     devices = topology_devices(topology)
@@ -190,13 +191,14 @@ def compile_train_step(config, topology: str, mesh: Mapping[str, int] | None = N
     if unknown:
         raise ValueError(f"unknown mesh axes {unknown}; known: {sharding.MESH_AXES}")
     device_mesh = sharding.make_mesh(**sizes, devices=devices)
-    hosts = len({d.process_index for d in devices})
-    batch_size = batch_size or config.data.batch_size * hosts
-    seq_len = seq_len or max(config.data.seq_buckets)
+    recipe_stage = pick_stage(config.train, stage)
+    stream = RunConfig.from_config(config).stream(recipe_stage)
+    batch_size = batch_size or stream.batch_size
+    seq_len = seq_len or max(stream.seq_buckets)
 
     model_cfg = VLMConfig.from_dict(config.model.to_dict())
-    stage_state = build_stage_state_from_config(model_cfg, pick_stage(config.train, stage), device_mesh,
-                                                config.train)
+    stage_state = build_stage_state_from_config(model_cfg, recipe_stage, device_mesh, config.train,
+                                                accum=stream.accum)
     state = stage_state.abstract
     batch = abstract_batch(model_cfg, device_mesh, batch_size, seq_len)
     report = CompileReport(

@@ -61,7 +61,7 @@ flags.DEFINE_multi_string("stop_string", [], "generate: cut the answer at this t
 flags.DEFINE_string("benchmark", None, f"eval: one of\n{benchmark_help()}")
 flags.DEFINE_string("data", None, "eval: the benchmark's data (see --benchmark).")
 flags.DEFINE_integer("eval_size", None, "eval: EntityGrid-QA test examples (default: the config's eval_source).")
-flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: config.data.batch_size).")
+flags.DEFINE_integer("eval_batch_size", None, "eval: examples per host and batch (default: the config's).")
 FLAGS = flags.FLAGS
 
 

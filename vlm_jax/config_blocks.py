@@ -14,9 +14,10 @@ from vlm_jax import presets
 from vlm_jax.config_loading import check_config
 from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
 from vlm_jax.model_config import VLMConfig
-from vlm_jax.run_config import DataConfig, RunConfig, TrainConfig, source_block
+from vlm_jax.run_config import DEFAULT_STREAM, DataConfig, DataStream, RunConfig, TrainConfig, source_block
 
 LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
+CAPTION_ARGS = ("captions", "caption_images")  # read by caption_stream
 
 
 def parse_args(arg: str | None, known: Iterable[str], tiny: Iterable[str] | None = None) -> dict[str, str]:
@@ -48,11 +49,14 @@ def pick_stage(args: Mapping[str, str], stages: Mapping[str, Any], default: str)
 
 
 def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Mapping[str, Any],
-                mesh: Mapping[str, int], init: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+                mesh: Mapping[str, int], init: Mapping[str, Any] | None = None,
+                datasets: Mapping[str, Mapping[str, Any]] | None = None) -> ml_collections.ConfigDict:
     """The ``get_config()`` result: the blocks as a ConfigDict in which every key can be overridden (``None``
     values as typed placeholders, lists as tuples), checked like a config loaded by the CLI (typed blocks +
-    ``VLMConfig``)."""
-    blocks = dict(data=data, train=train, mesh=mesh, **({} if init is None else {"init": init}))
+    ``VLMConfig``). ``datasets``: the named data blocks of the recipe stages besides ``data``
+    (:func:`stream_block`)."""
+    blocks = dict(data=data, train=train, mesh=mesh, datasets=dict(datasets or {}),
+                  **({} if init is None else {"init": init}))
     config = ml_collections.ConfigDict(dict(model=with_placeholders(VLMConfig, model),
                                             **with_placeholders(RunConfig, blocks)))
     check_config(config)
@@ -60,8 +64,10 @@ def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Map
 
 
 def train_block(recipe: Sequence[Mapping[str, Any]], **values) -> dict[str, Any]:
-    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults."""
-    return config_block(TrainConfig, "config.train", recipe=[dict(r) for r in recipe], **values)
+    """``config.train`` (:class:`~vlm_jax.run_config.TrainConfig`): ``values`` over the defaults; every stage
+    lists its ``data`` block (``--config.train.recipe[0].data=NAME`` switches it)."""
+    return config_block(TrainConfig, "config.train", recipe=[{"data": DEFAULT_STREAM, **r} for r in recipe],
+                        **values)
 
 
 def data_block(**values) -> dict[str, Any]:
@@ -69,27 +75,62 @@ def data_block(**values) -> dict[str, Any]:
     return config_block(DataConfig, "config.data", **values)
 
 
+def stream_block(name: str, source: Mapping[str, Any], **values) -> dict[str, Any]:
+    """``config.datasets.<name>`` (:class:`~vlm_jax.run_config.DataStream`: template, global ``batch_size``,
+    ``accum``, ``seq_buckets``), reading ``source`` (:func:`~vlm_jax.run_config.source_block`)."""
+    return config_block(DataStream, f"config.datasets.{name}", source=dict(source), **values)
+
+
+def _entitygrid_source(split: str, size: int, canvas: int, seed: int = 0, what: str = "config.data.source"):
+    return source_block("entitygrid", what, split=split, size=size, seed=seed, canvas=canvas)
+
+
 def entitygrid_data(tiling: Mapping[str, Any], *, canvas: int, batch_size: int, seq_buckets: Sequence[int],
-                    train_size: int = 200_000, eval_size: int = 3240, template: str = "chatml") -> dict[str, Any]:
+                    train_size: int = 200_000, eval_size: int = 3240, template: str = "chatml",
+                    accum: int = 1) -> dict[str, Any]:
     """Generated EntityGrid-QA v2 (spec §4.3) with the embedded default tokenizer; the 3,240 test questions are
     6 full balance periods (1,080 per task, 540 per edge flag)."""
-    source = dict(seed=0, canvas=canvas)
-    return data_block(source=source_block("entitygrid", split="train", size=train_size, **source),
-                      eval_source=source_block("entitygrid", "config.data.eval_source", split="test", size=eval_size,
-                                               **source),
-                      tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size,
+    return data_block(source=_entitygrid_source("train", train_size, canvas),
+                      eval_source=_entitygrid_source("test", eval_size, canvas, what="config.data.eval_source"),
+                      tiling=dict(tiling), tokenizer="", template=template, batch_size=batch_size, accum=accum,
                       seq_buckets=tuple(seq_buckets), worker_count=0)
 
 
+def entitygrid_stream(name: str, *, canvas: int, seed: int, template: str, batch_size: int,
+                      seq_buckets: Sequence[int], accum: int = 1, train_size: int = 200_000) -> dict[str, Any]:
+    """A ``config.datasets`` block of generated EntityGrid-QA: the tiny variants' stand-in for a stage's data (with
+    the ``plain`` template its answers serve as captions); ``seed`` gives it examples of its own."""
+    return stream_block(name, _entitygrid_source("train", train_size, canvas, seed, f"config.datasets.{name}.source"),
+                        template=template, batch_size=batch_size, accum=accum, seq_buckets=tuple(seq_buckets))
+
+
 def llava_json_data(args: Mapping[str, str], tiling: Mapping[str, Any], *, template: str, tokenizer: str,
-                    batch_size: int, seq_buckets: Sequence[int]) -> dict[str, Any]:
-    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``); no eval source
-    (``--config.data.eval_source="{'kind': ..., ...}"`` sets one)."""
+                    batch_size: int, seq_buckets: Sequence[int], accum: int = 1) -> dict[str, Any]:
+    """LLaVA-style conversation JSON + image folder (``:data=...,images=...,tokenizer=...``); ``batch_size`` is
+    global (``:batch_size=N`` overrides it); no eval source (``--config.data.eval_source="{'kind': ..., ...}"``
+    sets one)."""
     return data_block(source=source_block("llava_json", path=args.get("data", "/data/train.json"),
                                           image_root=args.get("images", "/data/images")),
                       tiling=dict(tiling), tokenizer=args.get("tokenizer", tokenizer), template=template,
-                      batch_size=int(args.get("batch_size", batch_size)), seq_buckets=tuple(seq_buckets),
-                      worker_count=8)
+                      batch_size=int(args.get("batch_size", batch_size)), accum=accum,
+                      seq_buckets=tuple(seq_buckets), worker_count=8)
+
+
+def llava_json_stream(name: str, path: str, image_root: str, *, template: str, batch_size: int,
+                      seq_buckets: Sequence[int], accum: int = 1) -> dict[str, Any]:
+    """A ``config.datasets`` block reading a LLaVA-style conversation JSON + image folder."""
+    source = source_block("llava_json", f"config.datasets.{name}.source", path=path, image_root=image_root)
+    return stream_block(name, source, template=template, batch_size=batch_size, accum=accum,
+                        seq_buckets=tuple(seq_buckets))
+
+
+def caption_stream(args: Mapping[str, str], *, batch_size: int, seq_buckets: Sequence[int], accum: int = 1,
+                   name: str = "captions") -> dict[str, Any]:
+    """The caption set of an alignment stage (LLaVA's 558K ``blip_laion_cc_sbu_558k.json``) with the ``plain``
+    template: ``:captions=FILE,caption_images=DIR`` (default: the ``images`` folder)."""
+    return llava_json_stream(name, args.get("captions", "/data/blip_laion_cc_sbu_558k.json"),
+                             args.get("caption_images", args.get("images", "/data/images")), template="plain",
+                             batch_size=batch_size, accum=accum, seq_buckets=seq_buckets)
 
 
 BF16_POLICY = dict(params="float32", compute="bfloat16")

@@ -194,8 +194,8 @@ def evaluate_checkpoint(checkpoint: str, benchmark: str, out_dir: str, *, data: 
 
     ``data`` / ``image_root``: the benchmark files (benchmark_registry.py); ``entitygrid`` is generated from
     the run config instead (``eval_size`` examples, default the config's). ``config`` defaults to the one
-    stored with the checkpoint (a HF directory needs it); ``batch_size`` (per host) to its
-    ``data.batch_size``. Returns the summary of :func:`evaluate_records`.
+    stored with the checkpoint (a HF directory needs it); ``batch_size`` (per host) to its global
+    ``data.batch_size`` split over the hosts. Returns the summary of :func:`evaluate_records`.
     """
     if config is None:
         if not os.path.isdir(os.path.join(checkpoint, "checkpoints")):
@@ -207,5 +207,6 @@ def evaluate_checkpoint(checkpoint: str, benchmark: str, out_dir: str, *, data: 
            "eval_size": eval_size}
     return evaluate_records(records, benchmark, out_dir,
                             lambda: load_for_generation(checkpoint, config, tokenizer_path),
-                            batch_size=batch_size or config.data.batch_size, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size or max(1, config.data.batch_size // jax.process_count()),
+                            max_new_tokens=max_new_tokens,
                             run=run, progress=progress)

@@ -1,7 +1,7 @@
-"""Build sources, the tokenizer and the train dataset from a ``config.data`` block (the bridge from the typed
-config to :mod:`vlm_jax.data`, which never imports the config layer), typed
-(:class:`~vlm_jax.run_config.DataConfig`, the source kinds in :mod:`vlm_jax.run_config.sources`) or as the
-ConfigDict / dict it is read from.
+"""Build sources, the tokenizer and a stage's train dataset from the data blocks (the bridge from the typed
+config to :mod:`vlm_jax.data`, which never imports the config layer): :class:`~vlm_jax.run_config.DataConfig`,
+:class:`~vlm_jax.run_config.DataStream` and the source kinds of :mod:`vlm_jax.run_config.sources`, typed or as the
+ConfigDict / dict they are read from.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from vlm_jax.data.entitygrid import EntityGridQA
 from vlm_jax.data.pipeline import make_dataset
 from vlm_jax.data.sources import ArrayRecordSource, LlavaJsonSource, TfdsSource
 from vlm_jax.data.tokenizer import Tokenizer, default_tokenizer, load_tokenizer
-from vlm_jax.run_config import DataConfig, SourceConfig, source_from_dict
+from vlm_jax.run_config import DataConfig, DataStream, SourceConfig, source_from_dict
 from vlm_jax.run_config.sources import (
     ArrayRecordSourceConfig,
     EntityGridSourceConfig,
@@ -47,9 +47,15 @@ def build_tokenizer(cfg: DataConfig | Mapping[str, Any], cache_dir: str) -> Toke
     return load_tokenizer(path) if path else default_tokenizer(cache_dir)
 
 
-def build_train_dataset(cfg: DataConfig | Mapping[str, Any], processor, tokenizer, seed: int):
-    """The repeating, shuffled, per-host train pipeline of ``cfg.source``."""
-    cfg = _typed_data(cfg)
-    return make_dataset(build_source(cfg.source), processor=processor, tokenizer=tokenizer, template=cfg.template,
-                        batch_size=cfg.batch_size, seq_buckets=list(cfg.seq_buckets), seed=seed,
-                        worker_count=cfg.worker_count)
+def per_host_batch(stream: DataStream, hosts: int) -> int:
+    """Examples per host and step: the block's global batch split over the ``hosts`` processes (it must divide)."""
+    if stream.batch_size % hosts:
+        raise ValueError(f"global batch size {stream.batch_size} is not divisible by the {hosts} hosts")
+    return stream.batch_size // hosts
+
+
+def build_train_dataset(stream: DataStream, processor, tokenizer, *, seed: int, hosts: int, worker_count: int = 0):
+    """The repeating, shuffled train pipeline of a stage's data block on this host (:func:`per_host_batch`)."""
+    return make_dataset(build_source(stream.source), processor=processor, tokenizer=tokenizer,
+                        template=stream.template, batch_size=per_host_batch(stream, hosts),
+                        seq_buckets=list(stream.seq_buckets), seed=seed, worker_count=worker_count)

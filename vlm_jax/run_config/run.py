@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
 from typing import Any
 
-from vlm_jax.config_util import check_block, check_fields, plain
-from vlm_jax.run_config.data import DataConfig
+from vlm_jax.config_util import check_block, check_fields, plain, unknown_value_message
+from vlm_jax.run_config.data import DEFAULT_STREAM, DataConfig, DataStream
+from vlm_jax.run_config.stage import Stage
 from vlm_jax.run_config.train import TrainConfig
 
 
@@ -35,22 +37,54 @@ class InitConfig:
         check_fields(self, "config.init")
 
 
+def _typed_datasets(d: Mapping[str, Any] | None) -> Mapping[str, DataStream]:
+    d = plain(d or {})
+    if DEFAULT_STREAM in d:
+        raise ValueError(f"config.datasets.{DEFAULT_STREAM}: the name {DEFAULT_STREAM!r} is config.data's stream")
+    return types.MappingProxyType({name: DataStream.from_dict(block, f"config.datasets.{name}")
+                                   for name, block in d.items()})
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """The typed blocks of a run config. ``model`` stays a mapping here (``VLMConfig.from_dict`` types it; host
-    code must not import the model)."""
+    code must not import the model).
+
+    ``datasets`` are the named data streams besides ``data`` (:mod:`vlm_jax.run_config.data`); every stage's
+    ``data`` names one of them or ``"default"`` (checked here, naming the stage).
+    """
 
     model: Mapping[str, Any]
     data: DataConfig
     train: TrainConfig
     mesh: MeshShape
     init: InitConfig = InitConfig()
+    datasets: Mapping[str, DataStream] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+    def __post_init__(self):
+        known = (DEFAULT_STREAM, *self.datasets)
+        for i, stage in enumerate(self.train.recipe):
+            if stage.data not in known:
+                raise ValueError(f"config.train.recipe[{i}] (stage {stage.name!r}) reads no data block: "
+                                 + unknown_value_message("data", stage.data, known)
+                                 + " (the blocks of config.datasets, or 'default' for config.data)")
+
+    def stream(self, stage: Stage) -> DataStream:
+        """The data block ``stage.data`` names: ``config.data`` for ``"default"``, else ``config.datasets.<name>``."""
+        return self.data if stage.data == DEFAULT_STREAM else self.datasets[stage.data]
+
+    def data_identity(self, stage: Stage) -> dict[str, Any]:
+        """What the batches of ``stage`` depend on (its block, the tiling and the tokenizer), for the checkpoint's
+        data fingerprint."""
+        return {"block": stage.data, "stream": self.stream(stage).identity(), "tiling": plain(self.data.tiling),
+                "tokenizer": self.data.tokenizer}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunConfig:
         """Type every block of a loaded config (a ConfigDict); unknown keys anywhere raise, naming the block and
-        the closest valid keys."""
+        the closest valid keys; a stage that names no data block raises, naming the stage."""
         d = check_block(cls, plain(config), "config")
         return cls(model=d["model"], data=DataConfig.from_dict(d["data"]), train=TrainConfig.from_dict(d["train"]),
                    mesh=MeshShape(**check_block(MeshShape, d["mesh"], "config.mesh")),
-                   init=InitConfig(**check_block(InitConfig, d.get("init") or {}, "config.init")))
+                   init=InitConfig(**check_block(InitConfig, d.get("init") or {}, "config.init")),
+                   datasets=_typed_datasets(d.get("datasets")))

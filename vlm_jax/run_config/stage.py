@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vlm_jax.config_util import check_block, check_fields, plain
+from vlm_jax.run_config.data import DEFAULT_STREAM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Stage:
       train: regular expressions (``re.fullmatch``) of the trainable parameter paths; the rest is frozen.
       lr: peak learning rate (>= 0); warmup: linear warm-up as a fraction of ``steps``, in [0, 1].
       lr_scale: ``(pattern, factor)`` pairs multiplying ``lr`` for matching parameters (first match wins).
-      data: name of the data mixture of the stage.
+      data: the data block the stage reads: ``"default"`` (``config.data``) or a name in ``config.datasets``
+        (:mod:`vlm_jax.run_config.data`; its batch size, accumulation and buckets apply to the stage).
       options: ``(dotted model field, value)`` pairs applied to the model config for this stage.
     """
 
@@ -37,7 +39,7 @@ class Stage:
     lr: float
     warmup: float = 0.03
     lr_scale: tuple[tuple[str, float], ...] = ()
-    data: str = "default"
+    data: str = DEFAULT_STREAM
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):

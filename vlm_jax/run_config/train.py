@@ -23,7 +23,6 @@ class TrainConfig:
       z_loss: weight of ``mean(logsumexp²)`` added to the loss (>= 0).
       grad_clip: global-norm gradient clipping (0: off).
       weight_decay: AdamW decoupled weight decay on matrices (>= 0).
-      accum: micro-batches per step (gradient accumulation, >= 1); divides the global batch.
       log_every, ckpt_every: steps between metric logs / checkpoints (> 0).
       keep: newest checkpoints kept (>= 1); keep_every: also keep every ``keep_every``-th step (None: no).
       max_replicated: fail at start-up if more than this fraction of parameter bytes is replicated (None: no check).
@@ -37,7 +36,6 @@ class TrainConfig:
     z_loss: float = 0.0
     grad_clip: float = 1.0
     weight_decay: float = 0.0
-    accum: int = 1
     log_every: int = 10
     ckpt_every: int = 500
     keep: int = 2
@@ -49,7 +47,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self, "config.train", seed=_NON_NEGATIVE, z_loss=_NON_NEGATIVE, grad_clip=_NON_NEGATIVE,
-                     weight_decay=_NON_NEGATIVE, accum=_POSITIVE, log_every=_POSITIVE, ckpt_every=_POSITIVE,
+                     weight_decay=_NON_NEGATIVE, log_every=_POSITIVE, ckpt_every=_POSITIVE,
                      keep=_POSITIVE, keep_every=_POSITIVE, max_replicated=(lambda v: 0 <= v <= 1, "in [0, 1]"),
                      stop_at=_POSITIVE, peak_flops=_POSITIVE)
 

@@ -6,11 +6,13 @@ One ``CheckpointManager`` with three items (MaxText's layout):
   whole parameter tree, the same layout in every recipe stage (a stage's freeze patterns only decide which
   part of it ``opt_state`` covers), so parameters restore without knowing the recipe. Saved asynchronously;
   restored onto *any* mesh by passing abstract arrays with the new shardings.
-* ``data``: the data iterator's state (Grain's handler writes one file per process), so a resumed run
-  sees exactly the batches it would have seen.
+* ``data``: the state of the writing stage's data iterator (each recipe stage reads its own data block;
+  Grain's handler writes one file per process), so a run resumed inside a stage sees exactly the batches it
+  would have seen.
 * ``meta``: JSON with the run config, the model options of the stage that wrote the checkpoint, a
-  fingerprint of the data config, the layer layout and versions. A resume with a different data fingerprint
-  is refused unless explicitly allowed.
+  fingerprint of that stage's data (its block, tiling and tokenizer:
+  :meth:`vlm_jax.run_config.RunConfig.data_identity`), the layer layout and versions. A resume with a
+  different data fingerprint is refused unless explicitly allowed.
 
 Every restore first compares the saved tree (and, on resume, the saved model config) with what it restores
 into, and refuses with :class:`CheckpointMismatch` naming the first differing paths (:mod:`.tree_match`).
@@ -123,7 +125,8 @@ class Checkpointer:
         """Resume: restore ``step`` into arrays shaped/sharded like ``abstract_state``; sets the iterator state.
 
         Raises :class:`CheckpointMismatch` if the layer layout, ``model_config`` (the run's ``config.model``,
-        when given) or the state tree differ, or the data config changed (unless allowed).
+        when given) or the state tree differ, or ``data_config`` (what the running stage's batches depend on)
+        differs from the one the checkpoint was written with (unless allowed).
         """
         meta = self.read_meta(step)
         self._check_meta(step, meta, model_config)

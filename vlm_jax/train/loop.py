@@ -1,9 +1,12 @@
-"""The trainer, readable top to bottom: mesh → data → model (abstract, then sharded init) → per recipe stage:
-its abstract train state (:mod:`vlm_jax.train.stage_state`: trainable filter, optimizer, shardings, jitted
-step), a new optimizer state over the same parameter tree, loop with logging / checkpoints → final evaluation.
+"""The trainer, readable top to bottom: mesh → tokenizer and tiling → model (abstract, then sharded init) → per
+recipe stage: its data iterator (the data block ``Stage.data`` names: source, template, global batch, accumulation,
+buckets), its abstract train state (:mod:`vlm_jax.train.stage_state`: trainable filter, optimizer, shardings,
+jitted step), a new optimizer state over the same parameter tree, loop with logging / checkpoints → final
+evaluation.
 
 Run it with ``vlm-jax train --config=configs/<preset>.py --workdir=DIR``. A run resumes from the newest
-checkpoint in ``DIR/checkpoints`` and continues bit-for-bit (same batches, same updates).
+checkpoint in ``DIR/checkpoints`` and continues bit-for-bit (same batches, same updates): the checkpoint holds the
+running stage's Grain iterator state and a fingerprint of that stage's data block.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.model import VLMConfig
-from vlm_jax.run_config import RunConfig, Stage
-from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset
+from vlm_jax.run_config import DataStream, RunConfig, Stage
+from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset, per_host_batch
 from vlm_jax.state.checkpoint import Checkpointer, make_meta
 from vlm_jax.state.params import abstract_params, init_params, shardings_of
 from vlm_jax.train.logger import MetricsLogger
@@ -43,6 +46,22 @@ class NonFiniteLoss(FloatingPointError):
 def stage_bounds(recipe: list[Stage]) -> list[tuple[int, int]]:
     ends = np.cumsum([s.steps for s in recipe]).tolist()
     return list(zip([0] + ends[:-1], ends))
+
+
+def check_batches(run: RunConfig, hosts: int) -> None:
+    """Every stage's global batch splits over the hosts (checked before anything is built: a late stage must
+    not fail hours into a run)."""
+    for stage in run.train.recipe:
+        try:
+            per_host_batch(run.stream(stage), hosts)
+        except ValueError as err:
+            raise ValueError(f"stage {stage.name!r} (data {stage.data!r}): {err}") from None
+
+
+def _stage_iterator(run: RunConfig, stream: DataStream, index: int, processor, tokenizer):
+    """The data iterator of recipe stage ``index`` (its own shuffle: seed ``train.seed + index``)."""
+    return iter(build_train_dataset(stream, processor, tokenizer, seed=run.train.seed + index,
+                                    hosts=jax.process_count(), worker_count=run.data.worker_count))
 
 
 def _initial_params(run: RunConfig, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) -> nnx.State:
@@ -73,13 +92,10 @@ def train(config, workdir: str) -> dict[str, Any]:
         raise ValueError(f"model image_token_id={model_cfg.image_token_id} but the tokenizer's <image> id is "
                          f"{tokenizer.image_token_id}")
     processor = ImageProcessor(plain(dcfg.tiling), model_cfg)
-    data_iter = iter(build_train_dataset(dcfg, processor, tokenizer, tcfg.seed))
+    check_batches(run, jax.process_count())
     recipe = list(tcfg.recipe)
     bounds = stage_bounds(recipe)
     total_steps = bounds[-1][1]
-    global_bs = dcfg.batch_size * jax.process_count()
-    if global_bs % tcfg.accum:
-        raise ValueError(f"batch size {global_bs} is not divisible by accum={tcfg.accum}")
 
     # ---- model: abstract shapes and shardings -----------------------------------------------------
     graphdef, abstract = abstract_params(model_cfg, mesh)
@@ -96,21 +112,24 @@ def train(config, workdir: str) -> dict[str, Any]:
     metrics_host: dict[str, float] = {}
     params = None if resume else _initial_params(run, model_cfg, graphdef, mesh)
 
-    # ---- recipe stages: one parameter tree, a new optimizer state per stage -------------------------
-    for stage, (first, last) in zip(recipe, bounds):
+    # ---- recipe stages: one parameter tree, a new optimizer state and data iterator per stage -----------
+    for index, (stage, (first, last)) in enumerate(zip(recipe, bounds)):
         if resume > last:  # finished earlier; a later checkpoint holds all parameters
             continue
         start = max(first, resume)
-        stage_state = build_stage_state_from_config(model_cfg, stage, mesh, tcfg)
-        if resume > first:  # the checkpoint was written by this stage: its optimizer state continues
-            state = ckpt.restore(resume, stage_state.abstract, data_iter, data_config=config.data.to_dict(),
+        stream = run.stream(stage)
+        data_iter = _stage_iterator(run, stream, index, processor, tokenizer)
+        data_identity = run.data_identity(stage)
+        stage_state = build_stage_state_from_config(model_cfg, stage, mesh, tcfg, accum=stream.accum)
+        if resume > first:  # the checkpoint was written by this stage: its optimizer and data state continue
+            state = ckpt.restore(resume, stage_state.abstract, data_iter, data_config=data_identity,
                                  model_config=config.model.to_dict(), allow_data_change=tcfg.allow_data_change)
-            logging.info("resumed from step %d (stage %s)", resume, stage.name)
+            logging.info("resumed from step %d (stage %s, data %s)", resume, stage.name, stage.data)
         else:
             state = stage_state.create(params, start)
         step_fn = stage_state.jit_step()
         stop = last if tcfg.stop_at is None else min(last, tcfg.stop_at)
-        meta = make_meta(config.to_dict(), config.data.to_dict(), stage.name, dict(stage.options))
+        meta = make_meta(config.to_dict(), data_identity, stage.name, dict(stage.options))
         with sharding.use_mesh(mesh):
             for step in range(start, stop):
                 batch = global_batch(next(data_iter), mesh)
@@ -125,7 +144,7 @@ def train(config, workdir: str) -> dict[str, Any]:
                                             f"good checkpoint is step {ckpt.latest_step()}")
                     stats = getattr(data_iter, "stats", None)
                     extra = {f"skipped_{k}": v for k, v in stats.skipped.items()} if stats else {}
-                    logger.log(done, {**metrics_host, **extra}, examples=global_bs,
+                    logger.log(done, {**metrics_host, **extra}, examples=stream.batch_size,
                                tokens=int(metrics_host["tokens"]), sequence_tokens=batch["tokens"].size)
                 if done % tcfg.ckpt_every == 0 or done == stop:
                     ckpt.save(done, state, data_iter, meta)
@@ -144,7 +163,8 @@ def train(config, workdir: str) -> dict[str, Any]:
         return metrics_host
     bundle = InferenceBundle(nnx.merge(graphdef, params), tokenizer, processor, dcfg.template, mesh)
     scores = evaluate_records(records, "entitygrid", os.path.join(workdir, "eval"),
-                              lambda: bundle, batch_size=dcfg.batch_size, max_new_tokens=EVAL_MAX_NEW_TOKENS,
+                              lambda: bundle, batch_size=max(1, dcfg.batch_size // jax.process_count()),
+                              max_new_tokens=EVAL_MAX_NEW_TOKENS,
                               run={"checkpoint": os.path.abspath(workdir), "step": total_steps})
     logging.info("eval: %s", scores)
     return scores

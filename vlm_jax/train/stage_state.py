@@ -112,8 +112,9 @@ def build_stage_state(model_cfg: VLMConfig, stage: Stage, mesh: Mesh, *, optimiz
                       dict(z_loss=z_loss, accum=accum, seed=seed))
 
 
-def build_stage_state_from_config(model_cfg: VLMConfig, stage: Stage, mesh: Mesh, train_cfg) -> StageState:
-    """:func:`build_stage_state` with the optimizer and step options of a run's ``config.train``."""
+def build_stage_state_from_config(model_cfg: VLMConfig, stage: Stage, mesh: Mesh, train_cfg, accum: int) -> StageState:
+    """:func:`build_stage_state` with the optimizer and step options of a run's ``config.train`` and the gradient
+    accumulation of the stage's data block (``DataStream.accum``)."""
     return build_stage_state(model_cfg, stage, mesh,
                              optimizer=dict(weight_decay=train_cfg.weight_decay, grad_clip=train_cfg.grad_clip),
-                             z_loss=train_cfg.z_loss, accum=train_cfg.accum, seed=train_cfg.seed)
+                             z_loss=train_cfg.z_loss, accum=accum, seed=train_cfg.seed)
