@@ -4,7 +4,7 @@ towers, connector and config."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vlm_jax.interop.checkpoint_io import canonical_vlm_key
@@ -45,6 +45,8 @@ class VLMFamily:
       rename: normalisation of the checkpoint's key names (:class:`~vlm_jax.interop.checkpoint_io.TensorSource`).
       vision_prefix, llm_prefix: the towers' key prefixes.
       vision_family: the vision table by name (``towers.VISION``); None: chosen from the vision config.
+      claims(hf_config): whether a ``config.json`` dict is of this family whatever its ``model_type`` says (the
+        original LLaVA layout reuses ``llava``); None: recognised by ``model_type`` alone.
     """
 
     model_type: str
@@ -56,3 +58,4 @@ class VLMFamily:
     vision_prefix: str = "vision_tower."
     llm_prefix: str = "language_model."
     vision_family: str | None = None
+    claims: Callable[[Mapping[str, Any]], bool] | None = None

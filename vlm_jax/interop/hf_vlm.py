@@ -28,6 +28,7 @@ from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import table
 from vlm_jax.interop.mappings.vlms import family_of, vlm_family, vlm_keys
 from vlm_jax.model import VLM, VLMConfig
+from vlm_jax.stages import STAGES, Site, active_stages
 
 
 def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
@@ -39,13 +40,18 @@ def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
     ``internvl_chat``, whose config does not record it); ``vision=`` / ``llm=`` dicts go to the tower config
     builders (``llm={"dtype": "bfloat16"}``). Options our model does not implement raise ``ValueError``.
     """
-    family = vlm_family(hf_config.get("model_type"))
+    family = vlm_family(hf_config)
     overrides = dict(overrides)
     vision_over, llm_over = dict(overrides.pop("vision", {})), dict(overrides.pop("llm", {}))
     known = {f.name for f in dataclasses.fields(VLMConfig)} - {"vision", "llm", "projector"}
     if set(overrides) - known:
         raise ValueError(f"unknown VLMConfig overrides {sorted(set(overrides) - known)}; known: {sorted(known)}")
-    fields = {**family.read_config(hf_config, vision_over, llm_over), **overrides}
+    recorded = family.read_config(hf_config, vision_over, llm_over)
+    passed, found = overrides.get("image_token_id"), recorded.get("image_token_id")
+    if None not in (passed, found) and passed != found:
+        raise ValueError(f"the {family.model_type} config.json records image token id {recorded['image_token_id']} "
+                         f"but image_token_id={overrides['image_token_id']} was passed (the tokenizer's image token?)")
+    fields = {**recorded, **overrides}
     if "image_token_id" not in fields:
         raise ValueError(f"a {family.model_type} config.json does not record the image placeholder id: pass "
                          "image_token_id= (the tokenizer's id of the image context token)")
@@ -63,7 +69,8 @@ def load_vlm(model: VLM, source: TensorSource, family: VLMFamily | None = None) 
     return model
 
 
-def _read_config(path: str) -> dict[str, Any]:
+def read_hf_config(path: str) -> dict[str, Any]:
+    """The ``config.json`` dict of a checkpoint directory."""
     with open(os.path.join(path, "config.json")) as f:
         return json.load(f)
 
@@ -74,25 +81,49 @@ def load_vlm_from_hf_dir(path: str, **overrides) -> VLM:
     Parameters are created abstractly (``nnx.eval_shape``, no random init) and every one is filled
     from the checkpoint. ``overrides`` go to :func:`vlm_config_from_hf`.
     """
-    hf_config = _read_config(path)
-    family = vlm_family(hf_config.get("model_type"))
+    hf_config = read_hf_config(path)
+    family = vlm_family(hf_config)
     cfg = vlm_config_from_hf(hf_config, **overrides)
     model = nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0)))
     return load_vlm(model, TensorSource.open(path, rename=family.rename), family)
 
 
-def load_base_weights(model: VLM, path: str) -> list[str]:
-    """Start a high-res model from a released HF VLM (``config.json`` + safetensors): load the vision tower,
-    the LLM and the projector (SliME: its shared MLP expert; LLaVA-NeXT: ``image_newline``) into an initialised
-    ``model``; the papers' new modules (GSWA, SliceRestore, Self-Mining, DEM, SliME's resamplers and gate) keep
-    their initialisation. A checkpoint's ``image_newline`` is skipped when the model has none.
+def load_base_weights(model: VLM, path: str, *, projector: bool | None = None) -> list[str]:
+    """Start a high-res model from a released VLM directory (``config.json`` + safetensors, any family of
+    :data:`~vlm_jax.interop.mappings.vlms.VLMS`): load the vision tower, the LLM and, by ``projector``, the
+    projector (SliME: its shared MLP expert; LLaVA-NeXT: with ``image_newline``) into an initialised ``model``; the
+    papers' new modules (GSWA, SliceRestore, Self-Mining, DEM, SliME's resamplers and gate) keep their
+    initialisation. A checkpoint's ``image_newline`` is skipped when the model has none.
+
+    ``projector``: True loads the checkpoint's projector, False keeps the model's initialisation (its tensors are
+    read past), None loads it only when the model's projector sees what the checkpoint's was trained on
+    (:func:`projector_refusal`) and raises ``ValueError`` naming the stage otherwise.
 
     Returns the checkpoint parts that were loaded. Shapes must match; unexpected tensors raise.
     """
-    family = vlm_family(_read_config(path).get("model_type"))
+    family = vlm_family(read_hf_config(path))
+    if projector is None:
+        refusal = projector_refusal(model.cfg)
+        if refusal:
+            raise ValueError(f"{path} holds a trained projector, but {refusal}: pass projector=False to start the "
+                             "projector from its initialisation (the papers' recipe) or projector=True to load it")
+        projector = True
     source = TensorSource.open(path, rename=family.rename)
-    projector = "projector" if model.slime is None else "slime/projector/mlp"
-    keys = vlm_keys(family, model.cfg, projector, source) + table(ignored=("image_newline",))
+    projector_path = "projector" if model.slime is None else "slime/projector/mlp"
+    keys = vlm_keys(family, model.cfg, projector_path, source) + table(ignored=("image_newline",))
+    if not projector:
+        keys = keys.without(family.connector_keys(projector_path))
     load_mapped(model, source, keys)
-    loaded = ["vision_tower", "language_model", "multi_modal_projector"]
-    return loaded + (["image_newline"] if model.image_newline is not None else [])
+    loaded = ["vision_tower", "language_model"]
+    if projector:
+        loaded += ["multi_modal_projector"] + (["image_newline"] if model.image_newline is not None else [])
+    return loaded
+
+
+def projector_refusal(cfg: VLMConfig) -> str | None:
+    """Why a released projector does not fit a model of ``cfg`` (None when it does): a stage acting on the ViT
+    features changes what the projector reads (DEM, Self-Mining), a connector replaces it (SliME)."""
+    changing = [stage.name for stage, _ in active_stages(cfg, STAGES) if stage.site in (Site.FEATURES, Site.CONNECTOR)]
+    if not changing:
+        return None
+    return f"the model's stage(s) {changing} change what the projector reads or replace it"

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from vlm_jax.interop.checkpoint_io import TensorSource
 from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping
-from vlm_jax.interop.mappings import internvl, internvl_chat, llava, llava_next
+from vlm_jax.interop.mappings import internvl, internvl_chat, llava, llava_next, llava_original
 from vlm_jax.interop.mappings.towers import VISION, decoder_family, vision_family
 from vlm_jax.model_config import VLMConfig
 
 VLMS: dict[str, VLMFamily] = {f.model_type: f for f in (llava.FAMILY, llava_next.FAMILY, internvl.FAMILY,
-                                                        internvl_chat.FAMILY)}
+                                                        internvl_chat.FAMILY, llava_original.FAMILY)}
 EXPORTABLE = tuple(name for name, family in VLMS.items() if family.write_config is not None)
 
 
-def vlm_family(model_type: str | None) -> VLMFamily:
-    """The family of an HF VLM ``model_type``; ``ValueError`` naming the supported ones otherwise."""
+def vlm_family(hf_config: Mapping[str, Any]) -> VLMFamily:
+    """The family of an HF VLM ``config.json`` dict: the one that claims it (:attr:`VLMFamily.claims`), else the one
+    of its ``model_type``; ``ValueError`` naming the supported ones otherwise."""
+    for family in VLMS.values():
+        if family.claims is not None and family.claims(hf_config):
+            return family
+    model_type = hf_config.get("model_type")
     if model_type not in VLMS:
         raise ValueError(f"unsupported VLM model_type {model_type!r}; supported: {sorted(VLMS)}")
     return VLMS[model_type]
