@@ -24,6 +24,7 @@ from flax import nnx
 
 from vlm_jax.interop.apply_mapping import load_mapped
 from vlm_jax.interop.checkpoint_io import TensorSource, check_all_set
+from vlm_jax.interop.errors import CheckpointError
 from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import table
 from vlm_jax.interop.mappings.vlms import family_of, vlm_family, vlm_keys
@@ -64,6 +65,10 @@ def load_vlm(model: VLM, source: TensorSource, family: VLMFamily | None = None) 
     config). Raises :class:`~vlm_jax.interop.errors.CheckpointError` naming the tensor on a missing,
     mis-shaped or unexpected tensor, or if a parameter is left unset."""
     family = family_of(model.cfg) if family is None else family
+    if not source.sub(family.vision_prefix).keys():
+        raise CheckpointError(f"the {family.model_type} checkpoint stores no vision tower (no {family.vision_prefix}* "
+                              "tensors; released LLaVA-1.5 checkpoints read it from mm_vision_tower): load the "
+                              "tower from its own directory (vlm_jax.interop.tower_init.init_towers)")
     load_mapped(model, source, vlm_keys(family, model.cfg, source=source))
     check_all_set(model)
     return model
