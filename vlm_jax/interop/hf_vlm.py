@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from flax import nnx
@@ -32,7 +32,7 @@ from vlm_jax.model import VLM, VLMConfig
 from vlm_jax.stages import STAGES, Site, active_stages
 
 
-def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
+def vlm_config_from_hf(hf_config: Mapping[str, Any], *, tensor_names: Collection[str] = (), **overrides) -> VLMConfig:
     """:class:`VLMConfig` from a HF VLM ``config.json`` dict (``llava`` | ``llava_next`` | ``internvl`` |
     ``internvl_chat``).
 
@@ -41,7 +41,7 @@ def vlm_config_from_hf(hf_config: Mapping[str, Any], **overrides) -> VLMConfig:
     ``internvl_chat``, whose config does not record it); ``vision=`` / ``llm=`` dicts go to the tower config
     builders (``llm={"dtype": "bfloat16"}``). Options our model does not implement raise ``ValueError``.
     """
-    family = vlm_family(hf_config)
+    family = vlm_family(hf_config, tensor_names)
     overrides = dict(overrides)
     vision_over, llm_over = dict(overrides.pop("vision", {})), dict(overrides.pop("llm", {}))
     known = {f.name for f in dataclasses.fields(VLMConfig)} - {"vision", "llm", "projector"}
@@ -69,9 +69,19 @@ def load_vlm(model: VLM, source: TensorSource, family: VLMFamily | None = None) 
         raise CheckpointError(f"the {family.model_type} checkpoint stores no vision tower (no {family.vision_prefix}* "
                               "tensors; released LLaVA-1.5 checkpoints read it from mm_vision_tower): load the "
                               "tower from its own directory (vlm_jax.interop.tower_init.init_towers)")
-    load_mapped(model, source, vlm_keys(family, model.cfg, source=source))
+    load_mapped(model, source, vlm_keys(family, model.cfg, projector_path(model), source))
     check_all_set(model)
     return model
+
+
+def projector_path(model: VLM) -> str:
+    """Where ``model`` keeps the projector a checkpoint's connector table fills (SliME: its shared MLP expert)."""
+    return "projector" if model.slime is None else "slime/projector/mlp"
+
+
+def stored_names(path: str) -> list[str]:
+    """The names of a checkpoint directory's tensors as stored (families are recognised by them)."""
+    return TensorSource.open(path, rename=lambda key: key).keys()
 
 
 def read_hf_config(path: str) -> dict[str, Any]:
@@ -87,8 +97,9 @@ def load_vlm_from_hf_dir(path: str, **overrides) -> VLM:
     from the checkpoint. ``overrides`` go to :func:`vlm_config_from_hf`.
     """
     hf_config = read_hf_config(path)
-    family = vlm_family(hf_config)
-    cfg = vlm_config_from_hf(hf_config, **overrides)
+    names = stored_names(path)
+    family = vlm_family(hf_config, names)
+    cfg = vlm_config_from_hf(hf_config, tensor_names=names, **overrides)
     model = nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0)))
     return load_vlm(model, TensorSource.open(path, rename=family.rename), family)
 
@@ -106,7 +117,7 @@ def load_base_weights(model: VLM, path: str, *, projector: bool | None = None) -
 
     Returns the checkpoint parts that were loaded. Shapes must match; unexpected tensors raise.
     """
-    family = vlm_family(read_hf_config(path))
+    family = vlm_family(read_hf_config(path), stored_names(path))
     if projector is None:
         refusal = projector_refusal(model.cfg)
         if refusal:
@@ -114,10 +125,9 @@ def load_base_weights(model: VLM, path: str, *, projector: bool | None = None) -
                              "projector from its initialisation (the papers' recipe) or projector=True to load it")
         projector = True
     source = TensorSource.open(path, rename=family.rename)
-    projector_path = "projector" if model.slime is None else "slime/projector/mlp"
-    keys = vlm_keys(family, model.cfg, projector_path, source) + table(ignored=("image_newline",))
+    keys = vlm_keys(family, model.cfg, projector_path(model), source) + table(ignored=("image_newline",))
     if not projector:
-        keys = keys.without(family.connector_keys(projector_path))
+        keys = keys.without(family.connector_keys(projector_path(model)))
     load_mapped(model, source, keys)
     loaded = ["vision_tower", "language_model"]
     if projector:

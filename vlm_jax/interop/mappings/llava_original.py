@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from vlm_jax.interop.family import VLMFamily
@@ -34,8 +34,9 @@ CLIP_L14 = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_s
 KNOWN_TOWERS = {"openai/clip-vit-large-patch14-336": dict(CLIP_L14, image_size=336),
                 "openai/clip-vit-large-patch14": dict(CLIP_L14, image_size=224)}
 SELECT_FEATURES = {"patch": False, "cls_patch": True}  # mm_vision_select_feature → our keep_cls
-RENAMES = (("model.vision_tower.vision_tower.vision_model.", "vision_tower."), ("model.mm_projector.", "mm_projector."),
-           ("model.image_newline", "image_newline"))
+# the vision tower and the connector modules (LLaVA's and the papers' official ones) leave the LLM's ``model.``
+RENAMES = (("model.vision_tower.vision_tower.vision_model.", "vision_tower."),
+           *((f"model.{m}", m) for m in ("mm_projector.", "spatial_embed.", "sampler.", "image_newline")))
 
 
 def rename(key: str) -> str:
@@ -46,9 +47,9 @@ def rename(key: str) -> str:
     return "language_model." + key
 
 
-def claims(hf_config: Mapping[str, Any]) -> bool:
+def claims(hf_config: Mapping[str, Any], tensor_names: Collection[str] = ()) -> bool:
     """An original-layout config (``model_type`` ``llava_llama``, or ``llava`` with ``mm_*`` fields and no
-    ``vision_config``)."""
+    ``vision_config``); the papers' official checkpoints built on it are claimed by their own families first."""
     return hf_config.get("model_type") == MODEL_TYPE or ("mm_vision_tower" in hf_config
                                                           and "vision_config" not in hf_config)
 
