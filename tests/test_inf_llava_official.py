@@ -114,8 +114,8 @@ def test_spatial_embed_matches_the_official_forward(case):
 def test_swapped_ffns_break_the_match_and_stray_tensors_are_named(case, tmp_path):
     tensors = dict(case["tensors"])
     for p in ("0.weight", "0.bias", "2.weight", "2.bias"):
-        tensors[f"model.spatial_embed.ffn_crop.{p}"], tensors[f"model.spatial_embed.ffn_stride.{p}"] = (
-            case["tensors"][f"model.spatial_embed.ffn_stride.{p}"], case["tensors"][f"model.spatial_embed.ffn_crop.{p}"])
+        crop, stride = f"model.spatial_embed.ffn_crop.{p}", f"model.spatial_embed.ffn_stride.{p}"
+        tensors[crop], tensors[stride] = case["tensors"][stride], case["tensors"][crop]
     model = load_vlm_from_hf_dir(write_original(tmp_path / "swapped", tensors, case["config"]),
                                  image_token_id=hb.IMG_TOK)
     views = torch.randn(1, 2 * N * N + 1, SIDE * SIDE, D, generator=torch.Generator().manual_seed(1))
