@@ -73,34 +73,43 @@ def clip_config(tower: str) -> dict[str, Any]:
                      f"{sorted(KNOWN_TOWERS)}: set it to the CLIP directory's path")
 
 
+def check_projector(d: Mapping[str, Any], supported: str) -> None:
+    if d.get("mm_projector_type", "linear") != supported:
+        raise ValueError(f"mm_projector_type={d.get('mm_projector_type', 'linear')!r}: this layout supports "
+                         f"{supported!r} only")
+
+
 def _check_supported(d: Mapping[str, Any]) -> None:
-    if d.get("mm_projector_type", "linear") != "mlp2x_gelu":
-        raise ValueError(f"original LLaVA mm_projector_type={d.get('mm_projector_type', 'linear')!r}: only "
-                         "'mlp2x_gelu' is supported")
     for flag in ("mm_use_im_start_end", "mm_use_im_patch_token"):
         if d.get(flag, False):
             raise ValueError(f"original LLaVA {flag}=True adds image marker tokens around the image; not supported")
-    if d.get("mm_patch_merge_type", "flat") != "flat" or d.get("image_aspect_ratio") == "anyres":
-        raise ValueError(f"original LLaVA mm_patch_merge_type={d.get('mm_patch_merge_type')!r} / image_aspect_ratio="
-                         f"{d.get('image_aspect_ratio')!r}: only the flat LLaVA-1.5 layout is supported")
     if d.get("mm_vision_select_feature", "patch") not in SELECT_FEATURES:
         raise ValueError(f"unknown mm_vision_select_feature {d['mm_vision_select_feature']!r}; known: "
                          f"{sorted(SELECT_FEATURES)}")
 
 
-def read_config(hf_config: Mapping[str, Any], vision_overrides: Mapping[str, Any],
+def read_towers(d: Mapping[str, Any], vision_overrides: Mapping[str, Any],
                 llm_overrides: Mapping[str, Any]) -> dict[str, Any]:
-    d = {k: v for k, v in hf_config.items() if v is not None}
+    """The :class:`VLMConfig` fields of the towers and the feature selection (every original-layout family)."""
     _check_supported(d)
     vision = vit_config(VISION["clip"], clip_config(d["mm_vision_tower"]), **vision_overrides)
     if d.get("mm_hidden_size", vision.hidden) != vision.hidden:
         raise ValueError(f"mm_hidden_size={d['mm_hidden_size']} differs from the vision tower's hidden size "
                          f"{vision.hidden} ({d['mm_vision_tower']})")
     llm = lm_config({**d, "model_type": "llama"}, **llm_overrides)
-    return dict(vision=vision, llm=llm, projector=ProjectorConfig(kind="mlp2x_gelu", act="gelu"),
-                select_layer=int(d.get("mm_vision_select_layer", -1)),
-                keep_cls=SELECT_FEATURES[d.get("mm_vision_select_feature", "patch")], layout="flat", max_views=1,
-                global_view="none")
+    return dict(vision=vision, llm=llm, select_layer=int(d.get("mm_vision_select_layer", -1)),
+                keep_cls=SELECT_FEATURES[d.get("mm_vision_select_feature", "patch")], layout="flat")
+
+
+def read_config(hf_config: Mapping[str, Any], vision_overrides: Mapping[str, Any],
+                llm_overrides: Mapping[str, Any]) -> dict[str, Any]:
+    d = {k: v for k, v in hf_config.items() if v is not None}
+    check_projector(d, "mlp2x_gelu")
+    if d.get("mm_patch_merge_type", "flat") != "flat" or d.get("image_aspect_ratio") == "anyres":
+        raise ValueError(f"original LLaVA mm_patch_merge_type={d.get('mm_patch_merge_type')!r} / image_aspect_ratio="
+                         f"{d.get('image_aspect_ratio')!r}: only the flat LLaVA-1.5 layout is supported")
+    return dict(read_towers(d, vision_overrides, llm_overrides),
+                projector=ProjectorConfig(kind="mlp2x_gelu", act="gelu"), max_views=1, global_view="none")
 
 
 FAMILY = VLMFamily(MODEL_TYPE, read_config, keys, rename=rename, vision_family="clip", claims=claims)

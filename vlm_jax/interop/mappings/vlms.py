@@ -9,12 +9,21 @@ from vlm_jax.interop.checkpoint_io import TensorSource
 from vlm_jax.interop.errors import NotExportable
 from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import KeyMapping
-from vlm_jax.interop.mappings import inf_llava, internvl, internvl_chat, llava, llava_next, llava_original
+from vlm_jax.interop.mappings import (
+    inf_llava,
+    internvl,
+    internvl_chat,
+    llava,
+    llava_next,
+    llava_original,
+    slime_official,
+)
 from vlm_jax.interop.mappings.towers import VISION, decoder_family, vision_family
 from vlm_jax.model_config import VLMConfig
 
 VLMS: dict[str, VLMFamily] = {f.model_type: f for f in (llava.FAMILY, llava_next.FAMILY, internvl.FAMILY,
-                                                        internvl_chat.FAMILY, inf_llava.FAMILY, llava_original.FAMILY)}
+                                                        internvl_chat.FAMILY, inf_llava.FAMILY, slime_official.FAMILY,
+                                                        llava_original.FAMILY)}
 EXPORTABLE = tuple(name for name, family in VLMS.items() if family.write_config is not None)
 
 
