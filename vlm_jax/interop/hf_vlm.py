@@ -1,13 +1,15 @@
-"""Import Hugging Face LLaVA-1.5, LLaVA-NeXT, InternVL and InternVL-chat checkpoints into :class:`vlm_jax.model.VLM`.
+"""Import Hugging Face and released VLM checkpoints into :class:`vlm_jax.model.VLM`.
 
-Supported ``model_type`` (the registry :data:`vlm_jax.interop.mappings.vlms.VLMS`): ``llava``
-(``LlavaForConditionalGeneration``), ``llava_next`` (``LlavaNextForConditionalGeneration``, anyres with
-unpad + ``image_newline``), ``internvl`` (``InternVLForConditionalGeneration``, transformers-native
-InternVL3-*-hf checkpoints) and ``internvl_chat`` (InternVL's released remote-code layout, InternVL2-2B).
-Key names of the transformers families (spec/parity.md §1.3) are normalised by :class:`TensorSource`, so
-the v4 hub form, the v5 ``save_pretrained`` form and the v5 in-memory form all load. The key table of a
-VLM is its towers' tables under ``vision_tower.`` / ``language_model.`` plus the family's connector table
-(:func:`vlm_jax.interop.mappings.vlms.vlm_keys`).
+Families (the registry :data:`vlm_jax.interop.mappings.vlms.VLMS`, recognised from ``config.json`` and, where the
+config cannot tell, from the tensor names): ``llava`` (``LlavaForConditionalGeneration``), ``llava_next``
+(``LlavaNextForConditionalGeneration``, anyres with unpad + ``image_newline``), ``internvl``
+(``InternVLForConditionalGeneration``, transformers-native InternVL3-*-hf checkpoints), ``internvl_chat``
+(InternVL's released remote-code layout, InternVL2-2B), ``llava_llama`` (the original LLaVA repository's layout),
+``inf_llava`` and ``slime`` (the papers' official checkpoints, built on the original LLaVA layout). Key names of
+the transformers families (spec/parity.md §1.3) are normalised by :class:`TensorSource`, so the v4 hub form, the
+v5 ``save_pretrained`` form and the v5 in-memory form all load. The key table of a VLM is its towers' tables
+plus the family's connector table and the tables of the papers' modules it stores
+(:func:`vlm_jax.interop.mappings.vlms.vlm_keys`). Separate tower directories: :mod:`vlm_jax.interop.tower_init`.
 
 Tensors are streamed one at a time; every tensor must be used and every parameter set.
 """
@@ -33,8 +35,8 @@ from vlm_jax.stages import STAGES, Site, active_stages
 
 
 def vlm_config_from_hf(hf_config: Mapping[str, Any], *, tensor_names: Collection[str] = (), **overrides) -> VLMConfig:
-    """:class:`VLMConfig` from a HF VLM ``config.json`` dict (``llava`` | ``llava_next`` | ``internvl`` |
-    ``internvl_chat``).
+    """:class:`VLMConfig` from a VLM ``config.json`` dict of a family of :data:`~vlm_jax.interop.mappings.vlms.VLMS`;
+    ``tensor_names`` (the checkpoint's, as stored) recognise the families whose config cannot tell (INF-LLaVA).
 
     ``overrides`` replace :class:`VLMConfig` fields other than the checkpoint-defined ``projector`` (e.g.
     ``max_views=7`` for InternVL, whose tile budget is a processor setting: default 13; ``image_token_id`` for
