@@ -25,15 +25,7 @@ from typing import Any
 
 from vlm_jax.hires.slime.config import SlimeConfig
 from vlm_jax.interop.family import VLMFamily
-from vlm_jax.interop.key_mapping import (
-    KeyMapping,
-    linear,
-    norm,
-    packed_projections_in,
-    projection_out,
-    rule,
-    table,
-)
+from vlm_jax.interop.key_mapping import KeyMapping, linear, norm, packed_projections_in, projection_out, rule, table
 from vlm_jax.interop.mappings import llava_original
 
 MAX_SLICES = 7  # ``select_best_resolution_uhd``: at most 7 slices (spec §6.2)
