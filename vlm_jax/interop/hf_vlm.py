@@ -111,7 +111,9 @@ def load_base_weights(model: VLM, path: str, *, projector: bool | None = None) -
     :data:`~vlm_jax.interop.mappings.vlms.VLMS`): load the vision tower, the LLM and, by ``projector``, the
     projector (SliME: its shared MLP expert; LLaVA-NeXT: with ``image_newline``) into an initialised ``model``; the
     papers' new modules (GSWA, SliceRestore, Self-Mining, DEM, SliME's resamplers and gate) keep their
-    initialisation. A checkpoint's ``image_newline`` is skipped when the model has none.
+    initialisation, unless the directory is that paper's official checkpoint, which stores them (the family's
+    ``module_keys``: INF-LLaVA's DEM, SliME's resamplers and gate). A checkpoint's ``image_newline`` is skipped when
+    the model has none.
 
     ``projector``: True loads the checkpoint's projector, False keeps the model's initialisation (its tensors are
     read past), None loads it only when the model's projector sees what the checkpoint's was trained on
