@@ -83,7 +83,7 @@ def case(request, tmp_path_factory, clip_dir):
     with torch.no_grad():
         ref = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), pixel_values=px).logits.numpy()
     batch = hb.our_batch(ids, mask, [px[:1].numpy(), px[1:].numpy()], max_views=1)
-    return dict(path=path, llava_hf=str(tmp / "llava_hf"), tensors=tensors, batch=batch, ref=ref, n=n)
+    return dict(path=path, llava_hf=str(tmp / "llava_hf"), tensors=tensors, batch=batch, ref=ref, n=n, hf=hf)
 
 
 def _logits(model, batch) -> np.ndarray:
@@ -118,15 +118,20 @@ def test_a_swapped_projector_layer_breaks_parity(case, tmp_path, clip_dir):
         _check_logits(_logits(model, case["batch"]), case["ref"], case["batch"]["valid"])
 
 
-def test_old_position_ids_buffer_is_read_past_and_a_missing_tower_is_named(case, tmp_path):
+def test_old_position_ids_buffer_is_read_past_and_a_missing_tower_is_read_from_mm_vision_tower(case, tmp_path):
+    """As llava-v1.5 ships: no tower in the checkpoint, ``mm_vision_tower`` names the CLIP directory."""
     cfg = json.loads(open(f"{case['path']}/config.json").read())
     buffer = {"model.vision_tower.vision_tower.vision_model.embeddings.position_ids": torch.arange(65)[None]}
     model = load_vlm_from_hf_dir(write_original(tmp_path / "old", {**case["tensors"], **buffer}, cfg),
                                  image_token_id=hb.IMG_TOK)
     _check_logits(_logits(model, case["batch"]), case["ref"], case["batch"]["valid"])
-    no_tower = {k: v for k, v in case["tensors"].items() if "vision_tower" not in k}  # as llava-v1.5 ships
-    with pytest.raises(CheckpointError, match="stores no vision tower"):
+    no_tower = {k: v for k, v in case["tensors"].items() if "vision_tower" not in k}
+    with pytest.raises(CheckpointError, match="stores no vision tower"):  # mm_vision_tower: a config-only directory
         load_vlm_from_hf_dir(write_original(tmp_path / "no_tower", no_tower, cfg), image_token_id=hb.IMG_TOK)
+    case["hf"].model.vision_tower.save_pretrained(tmp_path / "clip_weights")  # CLIPVisionModel: vision_model.*
+    cfg = dict(cfg, mm_vision_tower=str(tmp_path / "clip_weights"))
+    model = load_vlm_from_hf_dir(write_original(tmp_path / "tower_apart", no_tower, cfg), image_token_id=hb.IMG_TOK)
+    _check_logits(_logits(model, case["batch"]), case["ref"], case["batch"]["valid"])
 
 
 def test_config_of_a_known_tower_name_and_refusals(clip_dir):

@@ -17,7 +17,6 @@ Tensors are streamed one at a time; every tensor must be used and every paramete
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -25,11 +24,12 @@ from typing import Any
 from flax import nnx
 
 from vlm_jax.interop.apply_mapping import load_mapped
-from vlm_jax.interop.checkpoint_io import TensorSource, check_all_set
+from vlm_jax.interop.checkpoint_io import TensorSource, check_all_set, read_hf_config
 from vlm_jax.interop.errors import CheckpointError
 from vlm_jax.interop.family import VLMFamily
 from vlm_jax.interop.key_mapping import table
-from vlm_jax.interop.mappings.vlms import family_of, vlm_family, vlm_keys
+from vlm_jax.interop.mappings.vlms import family_of, vision_keys, vlm_family, vlm_keys
+from vlm_jax.interop.tower_init import load_vision_tower
 from vlm_jax.model import VLM, VLMConfig
 from vlm_jax.stages import STAGES, Site, active_stages
 
@@ -61,19 +61,34 @@ def vlm_config_from_hf(hf_config: Mapping[str, Any], *, tensor_names: Collection
     return VLMConfig(**fields)
 
 
-def load_vlm(model: VLM, source: TensorSource, family: VLMFamily | None = None) -> VLM:
+def load_vlm(model: VLM, source: TensorSource, family: VLMFamily | None = None, vision_dir: str | None = None) -> VLM:
     """Fill ``model`` (possibly abstract, from ``nnx.eval_shape``) from a VLM checkpoint ``source`` (opened with
     the family's ``rename``) in the layout of ``family`` (default: the transformers family of the model's
-    config). Raises :class:`~vlm_jax.interop.errors.CheckpointError` naming the tensor on a missing,
-    mis-shaped or unexpected tensor, or if a parameter is left unset."""
+    config); ``vision_dir``: a directory to read the vision tower from instead, for checkpoints that do not store
+    it (:func:`~vlm_jax.interop.tower_init.load_vision_tower`). Raises
+    :class:`~vlm_jax.interop.errors.CheckpointError` naming the tensor on a missing, mis-shaped or unexpected
+    tensor, or if a parameter is left unset."""
     family = family_of(model.cfg) if family is None else family
-    if not source.sub(family.vision_prefix).keys():
+    keys = vlm_keys(family, model.cfg, projector_path(model), source)
+    if vision_dir is not None:
+        load_vision_tower(model, vision_dir)
+        keys = keys.without(vision_keys(family, model.cfg))
+    elif not source.sub(family.vision_prefix).keys():
         raise CheckpointError(f"the {family.model_type} checkpoint stores no vision tower (no {family.vision_prefix}* "
-                              "tensors; released LLaVA-1.5 checkpoints read it from mm_vision_tower): load the "
-                              "tower from its own directory (vlm_jax.interop.tower_init.init_towers)")
-    load_mapped(model, source, vlm_keys(family, model.cfg, projector_path(model), source))
+                              "tensors; released LLaVA-1.5 checkpoints read it from mm_vision_tower): set "
+                              "mm_vision_tower to a local directory of the tower (config.json + safetensors)")
+    load_mapped(model, source, keys)
     check_all_set(model)
     return model
+
+
+def separate_vision_dir(hf_config: Mapping[str, Any], source: TensorSource, family: VLMFamily) -> str | None:
+    """The directory ``mm_vision_tower`` names when the checkpoint stores no vision tower and that directory has
+    safetensors (the original LLaVA layout reads its tower from there); None otherwise."""
+    tower = hf_config.get("mm_vision_tower")
+    if source.sub(family.vision_prefix).keys() or not (isinstance(tower, str) and os.path.isdir(tower)):
+        return None
+    return tower if any(f.endswith(".safetensors") for f in os.listdir(tower)) else None
 
 
 def projector_path(model: VLM) -> str:
@@ -84,12 +99,6 @@ def projector_path(model: VLM) -> str:
 def stored_names(path: str) -> list[str]:
     """The names of a checkpoint directory's tensors as stored (families are recognised by them)."""
     return TensorSource.open(path, rename=lambda key: key).keys()
-
-
-def read_hf_config(path: str) -> dict[str, Any]:
-    """The ``config.json`` dict of a checkpoint directory."""
-    with open(os.path.join(path, "config.json")) as f:
-        return json.load(f)
 
 
 def load_vlm_from_hf_dir(path: str, **overrides) -> VLM:
@@ -103,7 +112,8 @@ def load_vlm_from_hf_dir(path: str, **overrides) -> VLM:
     family = vlm_family(hf_config, names)
     cfg = vlm_config_from_hf(hf_config, tensor_names=names, **overrides)
     model = nnx.eval_shape(lambda: VLM(cfg, rngs=nnx.Rngs(0)))
-    return load_vlm(model, TensorSource.open(path, rename=family.rename), family)
+    source = TensorSource.open(path, rename=family.rename)
+    return load_vlm(model, source, family, separate_vision_dir(hf_config, source, family))
 
 
 def load_base_weights(model: VLM, path: str, *, projector: bool | None = None) -> list[str]:

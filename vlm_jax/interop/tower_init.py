@@ -25,10 +25,9 @@ from typing import Any
 from flax import nnx
 
 from vlm_jax.interop.apply_mapping import load_mapped
-from vlm_jax.interop.checkpoint_io import TensorSource
+from vlm_jax.interop.checkpoint_io import TensorSource, read_hf_config
 from vlm_jax.interop.errors import CheckpointError
 from vlm_jax.interop.family import TowerFamily
-from vlm_jax.interop.hf_vlm import read_hf_config
 from vlm_jax.interop.key_mapping import table
 from vlm_jax.interop.mappings.towers import DECODERS, VISION, by_model_type
 

@@ -48,12 +48,17 @@ def family_of(cfg: VLMConfig) -> VLMFamily:
     raise NotExportable(f"no HF family has projector {cfg.projector.kind!r} with layout {cfg.layout!r}")
 
 
+def vision_keys(family: VLMFamily, cfg: VLMConfig) -> KeyMapping:
+    """The vision tower's table in a VLM checkpoint of ``family``: under ``vision/`` and the family's prefix."""
+    tower = VISION[family.vision_family] if family.vision_family else vision_family(cfg.vision)
+    return tower.keys(cfg.vision).nest("vision/", family.vision_prefix)
+
+
 def vlm_keys(family: VLMFamily, cfg: VLMConfig, projector: str = "projector",
              source: TensorSource | None = None) -> KeyMapping:
     """The key table of a VLM of ``family``: vision tower under ``vision/``, decoder under ``llm/`` (its layout
     recognised from ``source`` when given), connector at ``projector``."""
-    vision_tower = VISION[family.vision_family] if family.vision_family else vision_family(cfg.vision)
-    vision = vision_tower.keys(cfg.vision).nest("vision/", family.vision_prefix)
+    vision = vision_keys(family, cfg)
     llm_source = None if source is None else source.sub(family.llm_prefix)
     llm = decoder_family(cfg.llm, llm_source).keys(cfg.llm).nest("llm/", family.llm_prefix)
     modules = family.module_keys(cfg) if family.module_keys is not None else KeyMapping(())
