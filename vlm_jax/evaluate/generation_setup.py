@@ -4,10 +4,13 @@
   (:func:`vlm_jax.state.restore.restore_params`, sharded over all devices on the ``fsdp`` axis). The run
   config stored with the checkpoint gives the tiling, the template and the tokenizer
   (``config.data.tokenizer`` or the default vocabulary cached in ``DIR/cache``) unless a config is given.
-* A HF ``save_pretrained`` directory (``config.json`` present): :func:`load_vlm_from_hf_dir`. A config is
-  required for the tiling and the template (``config.data``); the tokenizer is ``tokenizer_path`` or the
-  directory's own (:func:`~vlm_jax.data.tokenizer.load_tokenizer`: ``tokenizer.json`` or ``tokenizer.model``
-  with its config files).
+* A HF directory (``config.json`` present) of any family of :data:`vlm_jax.interop.mappings.vlms.VLMS`
+  (llava-hf, LLaVA-NeXT, InternVL, InternVL2's released ``internvl_chat``, the original LLaVA layout), recognised
+  from its ``config.json``: :func:`load_vlm_from_hf_dir`. A config is required for the tiling and the template
+  (``config.data``); the tokenizer is ``tokenizer_path`` or the directory's own
+  (:func:`~vlm_jax.data.tokenizer.load_tokenizer`: ``tokenizer.json`` or ``tokenizer.model`` with its config
+  files), and its image token is the model's placeholder (families whose ``config.json`` does not record it, e.g.
+  ``internvl_chat``'s ``<IMG_CONTEXT>``; a recorded one must agree).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def load_for_generation(checkpoint: str, config: Any = None, tokenizer_path: str
         if config is None:
             raise ValueError("a HF checkpoint needs --config for the tiling and chat template (config.data)")
         tokenizer = _hf_tokenizer(checkpoint, tokenizer_path)
-        model, mesh = load_vlm_from_hf_dir(checkpoint), None
+        model, mesh = load_vlm_from_hf_dir(checkpoint, image_token_id=tokenizer.image_token_id), None
     elif os.path.isdir(os.path.join(checkpoint, "checkpoints")):
         config = run_config(checkpoint) if config is None else config
         mesh = sharding.make_mesh(data=1, fsdp=-1)

@@ -19,6 +19,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -136,6 +137,12 @@ class TensorSource:
         left = [k for k in self._entries if k.startswith(p) and k not in self._used and not ignore(k[len(p):])]
         if left:
             raise CheckpointError(f"{len(left)} unexpected tensors in checkpoint, e.g. {sorted(left)[:5]}")
+
+
+def read_hf_config(path: str) -> dict[str, Any]:
+    """The ``config.json`` dict of a checkpoint directory."""
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)
 
 
 def assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:

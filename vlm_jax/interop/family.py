@@ -4,7 +4,7 @@ towers, connector and config."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from vlm_jax.interop.checkpoint_io import canonical_vlm_key
@@ -45,6 +45,12 @@ class VLMFamily:
       rename: normalisation of the checkpoint's key names (:class:`~vlm_jax.interop.checkpoint_io.TensorSource`).
       vision_prefix, llm_prefix: the towers' key prefixes.
       vision_family: the vision table by name (``towers.VISION``); None: chosen from the vision config.
+      claims(hf_config, tensor_names): whether a checkpoint (``config.json`` dict, its tensors' names as stored) is
+        of this family whatever its ``model_type`` says (the original LLaVA layout reuses ``llava``; INF-LLaVA's
+        config is an original LLaVA one, only its ``model.spatial_embed.*`` tensors tell); None: recognised by
+        ``model_type`` alone.
+      module_keys(cfg): the table of the papers' modules an official checkpoint stores (INF-LLaVA's DEM, SliME's
+        resamplers and gate) for our VLM config ``cfg``; None: the family stores none.
     """
 
     model_type: str
@@ -56,3 +62,5 @@ class VLMFamily:
     vision_prefix: str = "vision_tower."
     llm_prefix: str = "language_model."
     vision_family: str | None = None
+    claims: Callable[[Mapping[str, Any], Collection[str]], bool] | None = None
+    module_keys: Callable[[Any], KeyMapping] | None = None

@@ -91,6 +91,12 @@ class KeyMapping:
                           tuple(re.escape(hf_prefix) + pattern for pattern in self.ignored),
                           tuple((hf_prefix + a, hf_prefix + b) for a, b in self.tied))
 
+    def without(self, part: KeyMapping) -> KeyMapping:
+        """This table with the rules of ``part`` left out and their HF keys read past (ignored) on import."""
+        dropped = {r.hf for r in part.rules}
+        patterns = tuple(re.escape(hf).replace(re.escape(LAYER), r"\d+") for hf in sorted(dropped))
+        return KeyMapping(tuple(r for r in self.rules if r.hf not in dropped), self.ignored + patterns, self.tied)
+
     def is_ignored(self, key: str) -> bool:
         return any(re.fullmatch(pattern, key) for pattern in self.ignored)
 

@@ -4,7 +4,10 @@
 Towers (registries in :mod:`.towers`): vision ``clip``, ``siglip``, ``internvit`` (transformers' InternVL
 naming), ``intern_vit`` (InternViT's released layout); decoders ``llama``, ``qwen2``, ``internlm2``.
 Whole VLMs (registry in :mod:`.vlms`): ``llava``, ``llava_next``, ``internvl`` (transformers-native, shared
-config translation in :mod:`.transformers_vlm`) and ``internvl_chat`` (InternVL's released layout, import only).
+config translation in :mod:`.transformers_vlm`); import only: ``internvl_chat`` (InternVL's released layout),
+``llava_llama`` (:mod:`.llava_original`, the original LLaVA repository's layout) and the papers' official
+checkpoints built on it, ``inf_llava`` (DEM as ``spatial_embed``) and ``slime`` (:mod:`.slime_official`); their
+paper modules' tables are the family's ``module_keys``.
 
 Adding a family: a tower is one file defining ``keys(cfg) -> KeyMapping``, a ``ConfigTable`` and a
 ``TowerFamily``, plus its entry in ``towers.VISION`` / ``towers.DECODERS``; a VLM is one file defining its
