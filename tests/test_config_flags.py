@@ -23,7 +23,7 @@ TINY = {"hires_llava_7b", "inf_llava_8b", "sleighvl_2b", "slime_7b", "slime_8b"}
 CASES = [(path, None) for path in CONFIGS] + [(p, "tiny") for p in CONFIGS if p[len("configs/"):-3] in TINY]
 
 # Values for keys whose default is None, by type (a sub-block is given whole as a dict literal).
-SAMPLES = {int: (7, "7"), float: (0.25, "0.25"), str: ("x", "x")}
+SAMPLES = {int: (7, "7"), float: (0.25, "0.25"), str: ("x", "x"), bool: (True, "True")}
 SUB_BLOCKS = {
     "data.eval_source": ({"kind": "entitygrid", "split": "test", "size": 4, "canvas": 64},
                          "{'kind': 'entitygrid', 'split': 'test', 'size': 4, 'canvas': 64}"),
@@ -75,6 +75,8 @@ def test_every_key_of_every_config_overrides_from_the_command_line(path, arg):
             text = flag_text(value)
         argv.append(f"--config.{key}={text}")
         expected[key] = value
+    argv += ["--config.init.hf_dir=/ckpt/vlm", "--config.init.vision_dir=", "--config.init.llm_dir="]
+    expected.update({"init.hf_dir": "/ckpt/vlm", "init.vision_dir": "", "init.llm_dir": ""})  # projector needs hf_dir
     assert {"train.stop_at", "train.peak_flops", "train.keep_every", "train.max_replicated"} <= set(expected)
     overridden = parse(argv)
     for key, value in expected.items():

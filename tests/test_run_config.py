@@ -243,3 +243,13 @@ def test_typed_blocks_import_no_jax_flax_or_model():
             if top == "vlm_jax":
                 todo.append(module)
     assert {"vlm_jax.run_config.train", "vlm_jax.run_config.data", "vlm_jax.config_util"} <= seen
+
+
+@pytest.mark.parametrize("init, message", [
+    (dict(hf_dir="/ckpt/llava", vision_dir="/ckpt/clip"), "exclude each other"),
+    (dict(projector=True), "hf_dir is empty"),
+])
+def test_init_block_refuses_conflicting_sources(init, message):
+    from vlm_jax.run_config import InitConfig
+    with pytest.raises(ValueError, match=message):
+        InitConfig(**init)

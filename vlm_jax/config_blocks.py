@@ -14,7 +14,7 @@ from vlm_jax import presets
 from vlm_jax.config_loading import check_config
 from vlm_jax.config_util import config_block, unknown_keys_message, with_placeholders
 from vlm_jax.model_config import VLMConfig
-from vlm_jax.run_config import DEFAULT_STREAM, DataConfig, DataStream, RunConfig, TrainConfig, source_block
+from vlm_jax.run_config import DEFAULT_STREAM, DataConfig, DataStream, InitConfig, RunConfig, TrainConfig, source_block
 
 LLAVA_JSON_ARGS = ("data", "images", "tokenizer", "batch_size", "init")  # read by llava_json_data + init
 CAPTION_ARGS = ("captions", "caption_images")  # read by caption_stream
@@ -56,7 +56,7 @@ def make_config(*, model: Mapping[str, Any], data: Mapping[str, Any], train: Map
     ``VLMConfig``). ``datasets``: the named data blocks of the recipe stages besides ``data``
     (:func:`stream_block`)."""
     blocks = dict(data=data, train=train, mesh=mesh, datasets=dict(datasets or {}),
-                  **({} if init is None else {"init": init}))
+                  init=config_block(InitConfig, "config.init", **(init or {})))
     config = ml_collections.ConfigDict(dict(model=with_placeholders(VLMConfig, model),
                                             **with_placeholders(RunConfig, blocks)))
     check_config(config)

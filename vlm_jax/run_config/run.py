@@ -29,12 +29,28 @@ class MeshShape:
 
 @dataclasses.dataclass(frozen=True)
 class InitConfig:
-    """``config.init``: ``hf_dir`` is a Hugging Face checkpoint a fresh run starts from (empty: random init)."""
+    """``config.init``: what a fresh run starts from (all empty: random initialisation).
+
+    Attributes:
+      hf_dir: a whole Hugging Face VLM checkpoint (any layout :mod:`vlm_jax.interop` reads).
+      projector: with ``hf_dir``, load its projector too; None loads it only when no stage changes what the
+        projector reads or replaces it (DEM, Self-Mining, SliME), and refuses otherwise.
+      vision_dir, llm_dir: separate vision-tower and LLM checkpoints (the papers' start: CLIP-L/336 + an LLM, the
+        projector and the papers' modules at their initialisation).
+    """
 
     hf_dir: str = ""
+    projector: bool | None = None
+    vision_dir: str = ""
+    llm_dir: str = ""
 
     def __post_init__(self):
         check_fields(self, "config.init")
+        if self.hf_dir and (self.vision_dir or self.llm_dir):
+            raise ValueError("config.init: hf_dir (a whole VLM) and vision_dir / llm_dir (separate towers) exclude "
+                             "each other")
+        if self.projector is not None and not self.hf_dir:
+            raise ValueError("config.init.projector chooses whether hf_dir's projector is loaded; hf_dir is empty")
 
 
 def _typed_datasets(d: Mapping[str, Any] | None) -> Mapping[str, DataStream]:

@@ -28,6 +28,7 @@ from vlm_jax.evaluate.benchmark_registry import get_benchmark
 from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
 from vlm_jax.interop.hf_vlm import load_base_weights
+from vlm_jax.interop.tower_init import init_towers
 from vlm_jax.model import VLMConfig
 from vlm_jax.run_config import DataStream, RunConfig, Stage
 from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset, per_host_batch
@@ -65,14 +66,18 @@ def _stage_iterator(run: RunConfig, stream: DataStream, index: int, processor, t
 
 
 def _initial_params(run: RunConfig, model_cfg: VLMConfig, graphdef: nnx.GraphDef, mesh) -> nnx.State:
-    """Parameters of a fresh run: random (``train.seed``), then the released weights of ``init.hf_dir`` if set."""
+    """Parameters of a fresh run: random (``train.seed``), then the released weights ``config.init`` names: a whole
+    VLM (``hf_dir``) or separate towers (``vision_dir``, ``llm_dir``)."""
     params = init_params(model_cfg, mesh, run.train.seed)
-    hf_dir = run.init.hf_dir
-    if not hf_dir:
+    init = run.init
+    if not (init.hf_dir or init.vision_dir or init.llm_dir):
         return params
     model = nnx.merge(graphdef, params)
-    loaded = load_base_weights(model, hf_dir)
-    logging.info("initialised %s from %s", ", ".join(loaded), hf_dir)
+    if init.hf_dir:
+        loaded = load_base_weights(model, init.hf_dir, projector=init.projector)
+    else:
+        loaded = init_towers(model, vision_dir=init.vision_dir or None, llm_dir=init.llm_dir or None)
+    logging.info("initialised %s from %s", ", ".join(loaded), init.hf_dir or f"{init.vision_dir} + {init.llm_dir}")
     return nnx.state(model)
 
 
