@@ -216,3 +216,28 @@ def test_tables_large_enough_are_kept_and_shrinking_is_refused():
     with pytest.raises(ValueError, match="pad_to_multiple_of"):
         padded_vocab(7, 0)
 
+
+
+def test_trainer_start_from_a_released_vlm_grows_its_vocabulary(tmp_path):
+    """The trainer's fresh start (``config.init.hf_dir``) loads a 128-row llava-hf checkpoint into a model built at
+    192 rows exactly as ``load_with_grown_vocab`` with the run's seed as key does."""
+    import types
+
+    from vlm_jax import sharding
+    from vlm_jax.run_config import InitConfig
+    from vlm_jax.state.params import abstract_params
+    from vlm_jax.train.loop import _initial_params
+
+    hf = hb.build_llava()
+    hf.save_pretrained(tmp_path)
+    with open(tmp_path / "config.json") as f:
+        cfg = vlm_config_from_hf(json.load(f))
+    cfg = dataclasses.replace(cfg, llm=cfg.llm.replace(vocab_size=192))
+    mesh = sharding.make_mesh(data=1, devices=jax.devices()[:1])
+    graphdef, _ = abstract_params(cfg, mesh)
+    run = types.SimpleNamespace(train=types.SimpleNamespace(seed=5), init=InitConfig(hf_dir=str(tmp_path)))
+    params = _initial_params(run, cfg, graphdef, mesh)
+    small = load_decoder_from_hf_dir(_language_model_dir(hf, tmp_path / "lm"))
+    same_key = resize_vocab(nnx.state(small, nnx.Param), 192, key=jax.random.key(5), at=())
+    np.testing.assert_array_equal(np.asarray(params["llm"]["embedder"]["embedding"][...]),
+                                  np.asarray(same_key["embedder"]["embedding"][...]))

@@ -145,6 +145,18 @@ def read_hf_config(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
+def text_vocab_size(path: str) -> int:
+    """Vocabulary rows of the LLM of a checkpoint directory (``text_config`` of llava-hf / InternVL,
+    ``llm_config`` of ``internvl_chat``, or the top level of an LLM or an original LLaVA checkpoint)."""
+    cfg = read_hf_config(path)
+    for key in ("text_config", "llm_config"):
+        if isinstance(cfg.get(key), dict) and "vocab_size" in cfg[key]:
+            return int(cfg[key]["vocab_size"])
+    if "vocab_size" not in cfg:
+        raise ValueError(f"{os.path.join(path, 'config.json')} gives no vocab_size for its language model")
+    return int(cfg["vocab_size"])
+
+
 def assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:
     """Set ``variable`` to ``value`` after checking the shape; keeps the variable's dtype/sharding.
 

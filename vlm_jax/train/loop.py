@@ -27,8 +27,10 @@ from vlm_jax.data.processor import ImageProcessor
 from vlm_jax.evaluate.benchmark_registry import get_benchmark
 from vlm_jax.evaluate.generation_setup import InferenceBundle
 from vlm_jax.evaluate.harness import evaluate_records
+from vlm_jax.interop.checkpoint_io import text_vocab_size
 from vlm_jax.interop.hf_vlm import load_base_weights
 from vlm_jax.interop.tower_init import init_towers
+from vlm_jax.lm.resize_vocab import load_with_grown_vocab
 from vlm_jax.model import VLMConfig
 from vlm_jax.run_config import DataStream, RunConfig, Stage
 from vlm_jax.run_config.build_data import build_tokenizer, build_train_dataset, per_host_batch
@@ -73,8 +75,12 @@ def _initial_params(run: RunConfig, model_cfg: VLMConfig, graphdef: nnx.GraphDef
     if not (init.hf_dir or init.vision_dir or init.llm_dir):
         return params
     model = nnx.merge(graphdef, params)
-    if init.hf_dir:
-        loaded = load_base_weights(model, init.hf_dir, projector=init.projector)
+    if init.hf_dir:  # a checkpoint without the image token grows its tables as transformers does (mean resizing)
+        def load() -> list[str]:
+            return load_base_weights(model, init.hf_dir, projector=init.projector)
+
+        key = jax.random.key(run.train.seed)
+        loaded = load_with_grown_vocab(model.llm, load, text_vocab_size(init.hf_dir), key=key)
     else:
         loaded = init_towers(model, vision_dir=init.vision_dir or None, llm_dir=init.llm_dir or None)
     logging.info("initialised %s from %s", ", ".join(loaded), init.hf_dir or f"{init.vision_dir} + {init.llm_dir}")
