@@ -88,6 +88,7 @@ def test_batch_not_divisible_by_the_batch_axes_raises():
         aot.compile_train_step(_config("tiny_entitygrid"), "v5p:2x2x1", {"data": 1, "fsdp": 3})
 
 
+@pytest.mark.slow
 def test_tiny_preset_compiles_for_v5p_with_the_splash_kernel():
     config = _config("tiny_entitygrid")
     report = aot.compile_train_step(config, "v5p:2x2x1", {"data": 1, "fsdp": 4})
@@ -107,6 +108,7 @@ def test_too_large_batch_is_reported_as_not_fitting():
     assert re.search(r"^fits +NO: the compiler ran out of memory$", report.table(), re.M)
 
 
+@pytest.mark.slow
 def test_internvl2_2b_fits_on_v5p_2x2x2_with_fsdp():
     """InternVL2-2B fine-tuning (ViT frozen), global batch 8 x 4096 tokens, fsdp=8 over 8 v5p chips.
 

@@ -69,6 +69,7 @@ def _same(a, b):
     return a == b
 
 
+@pytest.mark.slow
 def test_trainer_final_evaluation_is_greedy_generation_through_the_harness(run, tmp_path):
     workdir, scores, bundle = run
     for task in ("position", "recognition", "counting"):

@@ -255,6 +255,7 @@ def _run(args: list[str]) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_exports_a_training_run(tmp_path):
     """2 training steps → ``vlm-jax export`` → transformers loads it; its logits equal our restored model's."""
     from vlm_jax.state.restore import restore_params

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 TINY = ["--config=configs/tiny_entitygrid.py:steps=3", "--config.train.log_every=1", "--config.train.ckpt_every=3",
@@ -23,6 +24,7 @@ def _run(args, tmp_path, name):
         return {r["step"]: r["train/loss"] for r in map(json.loads, f) if "train/loss" in r}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     """``data.batch_size`` is the global batch: each of the two processes reads 4 examples per step."""
     two = _run(["launch/local.py", "--processes=2", "--devices_per_process=2", "--", "train", *TINY,

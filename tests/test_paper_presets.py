@@ -77,6 +77,7 @@ def test_real_size_preset_reads_its_papers_data_per_stage(name):
     assert run.stream(run.train.recipe[-1]).source.path == "/d/sft.json"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sleighvl_2b", "hires_llava_7b", "inf_llava_8b", "slime_8b"])
 def test_tiny_variant_trains_through_its_recipe(name, tmp_path):
     config = load_config(name, "tiny")

@@ -150,6 +150,7 @@ def _first_batch_tokens(config, workdir, stage_index):
     return float((batch["loss_mask"] & batch["valid"])[:, 1:].sum())
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path):
     """6 straight steps == 3 + resume + 3, across a stage change (step 2) to another data block and resuming inside
     the second stage: the checkpoint holds the running stage's data iterator."""
